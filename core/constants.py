@@ -1,0 +1,110 @@
+"""Kernel and user ABI constants of the 2.6.15 era (include/linux/mm.h at the seed, mman.h)."""
+
+from __future__ import annotations
+
+# vm_flags, include/linux/mm.h at 6aab341e (the seed)
+VM_READ = 0x00000001
+VM_WRITE = 0x00000002
+VM_EXEC = 0x00000004
+VM_SHARED = 0x00000008
+VM_MAYREAD = 0x00000010
+VM_MAYWRITE = 0x00000020
+VM_MAYEXEC = 0x00000040
+VM_MAYSHARE = 0x00000080
+VM_GROWSDOWN = 0x00000100
+VM_GROWSUP = 0x00000200
+VM_SHM = 0x00000000
+VM_PFNMAP = 0x00000400  # was VM_UNPAGED before the seed, VM_SHM before that
+VM_DENYWRITE = 0x00000800
+VM_EXECUTABLE = 0x00001000
+VM_LOCKED = 0x00002000
+VM_IO = 0x00004000
+VM_SEQ_READ = 0x00008000
+VM_RAND_READ = 0x00010000
+VM_DONTCOPY = 0x00020000
+VM_DONTEXPAND = 0x00040000
+VM_RESERVED = 0x00080000
+VM_ACCOUNT = 0x00100000
+VM_HUGETLB = 0x00400000
+VM_NONLINEAR = 0x00800000
+VM_MAPPED_COPY = 0x01000000
+VM_INSERTPAGE = 0x02000000  # 2.6.15-rc6 and later
+
+VM_FLAG_NAMES: dict[int, str] = {
+    value: name
+    for name, value in list(globals().items())
+    if name.startswith("VM_") and isinstance(value, int) and value
+}
+
+
+def vm_flag_names(flags: int) -> list[str]:
+    """Names of the set vm_flags bits, lowest bit first."""
+    return [VM_FLAG_NAMES.get(1 << b, f"0x{1 << b:x}") for b in range(32) if flags & (1 << b)]
+
+
+def is_cow_mapping(flags: int) -> bool:
+    """A private mapping that could ever become writable (2.6.15-rc6 names this test)."""
+    return (flags & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE
+
+
+# follow_page flags
+FOLL_WRITE = 0x01
+FOLL_TOUCH = 0x02
+FOLL_GET = 0x04
+FOLL_ANON = 0x08
+
+# fault results
+VM_FAULT_OOM = 0x00
+VM_FAULT_SIGBUS = 0x01
+VM_FAULT_MINOR = 0x02
+VM_FAULT_MAJOR = 0x03
+VM_FAULT_WRITE = 0x10
+
+VM_FAULT_NAMES = {
+    VM_FAULT_OOM: "OOM",
+    VM_FAULT_SIGBUS: "SIGBUS",
+    VM_FAULT_MINOR: "MINOR",
+    VM_FAULT_MAJOR: "MAJOR",
+}
+
+# mmap(2) ABI, named as in Python's mmap module
+PROT_NONE = 0x0
+PROT_READ = 0x1
+PROT_WRITE = 0x2
+PROT_EXEC = 0x4
+MAP_SHARED = 0x01
+MAP_PRIVATE = 0x02
+MAP_FIXED = 0x10
+MAP_ANONYMOUS = 0x20
+MAP_ANON = MAP_ANONYMOUS
+
+# open(2) access modes
+O_RDONLY = 0
+O_WRONLY = 1
+O_RDWR = 2
+O_SYNC = 0o4010000
+O_ACCMODE = 3
+
+# struct page flags (a subset of include/linux/page-flags.h, same names)
+PG_locked = 1 << 0
+PG_referenced = 1 << 2
+PG_uptodate = 1 << 3
+PG_dirty = 1 << 4
+PG_lru = 1 << 5
+PG_active = 1 << 6
+PG_reserved = 1 << 11
+# pfnmap's own marks, for inspection: the kernel of the era keeps these facts elsewhere
+PG_anon = 1 << 20  # kernel: PAGE_MAPPING_ANON in page->mapping
+PG_pgtable = 1 << 21  # kernel: counted in nr_page_table_pages
+
+PAGE_FLAG_NAMES = {
+    PG_locked: "locked",
+    PG_referenced: "referenced",
+    PG_uptodate: "uptodate",
+    PG_dirty: "dirty",
+    PG_lru: "lru",
+    PG_active: "active",
+    PG_reserved: "reserved",
+    PG_anon: "anon",
+    PG_pgtable: "pgtable",
+}

@@ -1,0 +1,219 @@
+"""Physical memory: RAM frames as real bytes, the struct page array, I/O memory and holes.
+
+RAM is an anonymous ``mmap`` (the host gives zero pages lazily, so a large emulated RAM costs
+only what is touched). ``struct page`` exists only for RAM pfns (``pfn_valid``); device memory
+beyond RAM has none, which is the whole reason VM_PFNMAP exists.
+
+struct page is kept as parallel lists indexed by pfn (``count``, ``mapcount``, ``flags``,
+``mapping``, ``index``): a per-pte update is then one list store, not an object lookup.
+Deliberate differences from the kernel: ``count`` is the real reference count (the kernel stores
+``_count`` as count-1) and ``mapcount`` the real number of mappings (the kernel's ``_mapcount``
+starts at -1). Anon-ness is a flag here, where the kernel tags ``page->mapping``.
+"""
+
+from __future__ import annotations
+
+import mmap
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .constants import PAGE_FLAG_NAMES, PG_anon, PG_reserved
+from .errors import BusError, KernelBug, KernelError, OutOfMemory
+
+_SIZE_SUFFIX = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(size: int | str) -> int:
+    """``"64M"`` -> 67108864; ints pass through."""
+    if isinstance(size, int):
+        return size
+    text = size.strip().upper().removesuffix("B").removesuffix("I")
+    if text and text[-1] in _SIZE_SUFFIX:
+        number, mult = text[:-1], _SIZE_SUFFIX[text[-1]]
+    else:
+        number, mult = text, 1
+    try:
+        value = int(number, 0) * mult
+    except ValueError:
+        raise ValueError(f"not a size: {size!r} (use e.g. 65536, '64M', '1G')") from None
+    return value
+
+
+def device_byte_pattern(paddr: np.ndarray) -> np.ndarray:
+    """Deterministic contents of device memory: a byte that depends on its physical address."""
+    return ((paddr * 0x9E3779B1) >> 24).astype(np.uint8) ^ (paddr >> 12).astype(np.uint8)
+
+
+@dataclass
+class IORegion:
+    """Device memory at ``[start, start+size)`` of the physical address space (no struct page).
+
+    Unwritten bytes read as :func:`device_byte_pattern`; writes are kept per page.
+    """
+
+    name: str
+    start: int
+    size: int
+    pattern: Callable[[np.ndarray], np.ndarray] = device_byte_pattern
+    written: dict[int, bytearray] = field(default_factory=dict)
+
+    @property
+    def end(self) -> int:
+        return self.start + self.size
+
+    def _page(self, page_addr: int, page_size: int) -> bytearray:
+        buf = self.written.get(page_addr)
+        if buf is None:
+            addrs = np.arange(page_addr, page_addr + page_size, dtype=np.uint64)
+            buf = bytearray(self.pattern(addrs).tobytes())
+            self.written[page_addr] = buf
+        return buf
+
+    def read(self, paddr: int, n: int, page_size: int) -> bytes:
+        page_addr = paddr & ~(page_size - 1)
+        if page_addr in self.written:
+            off = paddr - page_addr
+            return bytes(self.written[page_addr][off : off + n])
+        return self.pattern(np.arange(paddr, paddr + n, dtype=np.uint64)).tobytes()
+
+    def write(self, paddr: int, data: bytes, page_size: int) -> None:
+        page_addr = paddr & ~(page_size - 1)
+        off = paddr - page_addr
+        self._page(page_addr, page_size)[off : off + len(data)] = data
+
+
+class PhysMem:
+    """RAM, struct pages, the page allocator, the zero page and the I/O regions of a machine."""
+
+    def __init__(
+        self,
+        ram_bytes: int,
+        page_shift: int,
+        io_regions: list[IORegion] | None = None,
+        reserved_low_pages: int = 16,
+        phys_bits: int = 64,
+    ) -> None:
+        self.page_shift = page_shift
+        self.page_size = 1 << page_shift
+        if ram_bytes <= 0 or ram_bytes % self.page_size:
+            raise KernelError(22, f"RAM size {ram_bytes:#x} is not a positive multiple of a page")
+        self.ram_bytes = ram_bytes
+        self.nr_pages = ram_bytes >> page_shift
+        if reserved_low_pages + 8 > self.nr_pages:
+            raise KernelError(22, f"RAM of {ram_bytes} bytes is too small to boot")
+        if ram_bytes > (1 << phys_bits):
+            raise KernelError(22, f"RAM of {ram_bytes:#x} bytes exceeds {phys_bits}-bit PAs")
+        self.ram = mmap.mmap(-1, ram_bytes)
+        self.io_regions: list[IORegion] = sorted(io_regions or [], key=lambda r: r.start)
+        for region in self.io_regions:
+            if region.start < ram_bytes or region.end > (1 << phys_bits):
+                raise KernelError(
+                    22,
+                    f"I/O region {region.name} [{region.start:#x}, {region.end:#x}) overlaps RAM "
+                    f"or lies beyond the {phys_bits}-bit physical address space",
+                )
+        n = self.nr_pages
+        # struct page, one slot per RAM pfn
+        self.count = [0] * n
+        self.mapcount = [0] * n
+        self.flags = [0] * n
+        self.mapping: list[object | None] = [None] * n
+        self.index = [0] * n
+        # the boot allocator hands out low pfns first; reserved low pages play firmware
+        self.reserved_low_pages = reserved_low_pages
+        for pfn in range(reserved_low_pages):
+            self.count[pfn] = 1
+            self.flags[pfn] = PG_reserved
+            lo = pfn << page_shift
+            addrs = np.arange(lo, lo + self.page_size, dtype=np.uint64)
+            self.ram[lo : lo + self.page_size] = device_byte_pattern(addrs).tobytes()
+        self._free: list[int] = list(range(n - 1, reserved_low_pages - 1, -1))
+        self.allocated = 0  # pages handed out by alloc_page and not yet freed
+        # ZERO_PAGE: reserved, shared by every read fault of anonymous memory
+        self.zero_pfn = self.alloc_page()
+        self.flags[self.zero_pfn] |= PG_reserved
+
+    # pfn and address helpers -----------------------------------------------------------------
+    def pfn_valid(self, pfn: int) -> bool:
+        """Whether ``pfn`` has a struct page (is RAM)."""
+        return 0 <= pfn < self.nr_pages
+
+    def io_region_of(self, paddr: int) -> IORegion | None:
+        for region in self.io_regions:
+            if region.start <= paddr < region.end:
+                return region
+        return None
+
+    # the page allocator ----------------------------------------------------------------------
+    def alloc_page(self, zero: bool = True) -> int:
+        """alloc_page(): a free RAM page with count 1 (raises OutOfMemory when none is left)."""
+        if not self._free:
+            raise OutOfMemory("no free RAM pages")
+        pfn = self._free.pop()
+        self.count[pfn] = 1
+        self.allocated += 1
+        if zero:
+            start = pfn << self.page_shift
+            self.ram[start : start + self.page_size] = bytes(self.page_size)
+        return pfn
+
+    def get_page(self, pfn: int) -> None:
+        self.count[pfn] += 1
+
+    def put_page(self, pfn: int) -> None:
+        """put_page(): drop a reference; the last one frees the page."""
+        count = self.count[pfn] - 1
+        if count < 0:
+            raise KernelBug(f"put_page on free page {pfn:#x}")
+        self.count[pfn] = count
+        if count == 0:
+            if self.flags[pfn] & PG_reserved:
+                raise KernelBug(f"freeing reserved page {pfn:#x}")
+            if self.mapcount[pfn]:
+                raise KernelBug(f"Bad page state: freeing mapped page {pfn:#x}")
+            self.flags[pfn] = 0
+            self.mapping[pfn] = None
+            self.index[pfn] = 0
+            self.allocated -= 1
+            self._free.append(pfn)
+
+    def free_pages(self) -> int:
+        return len(self._free)
+
+    def is_anon(self, pfn: int) -> bool:
+        return bool(self.flags[pfn] & PG_anon)
+
+    def flag_names(self, pfn: int) -> list[str]:
+        flags = self.flags[pfn]
+        return [name for bit, name in PAGE_FLAG_NAMES.items() if flags & bit]
+
+    # byte access ------------------------------------------------------------------------------
+    def read(self, paddr: int, n: int) -> bytes:
+        """Read physical memory; a hole (neither RAM nor device) is a bus error."""
+        if paddr >= 0 and paddr + n <= self.ram_bytes:
+            return self.ram[paddr : paddr + n]
+        region = self.io_region_of(paddr)
+        if region is None or paddr + n > region.end:
+            raise BusError(paddr, "no RAM or device at this physical address")
+        return region.read(paddr, n, self.page_size)
+
+    def write(self, paddr: int, data: bytes) -> None:
+        n = len(data)
+        if paddr >= 0 and paddr + n <= self.ram_bytes:
+            self.ram[paddr : paddr + n] = data
+            return
+        region = self.io_region_of(paddr)
+        if region is None or paddr + n > region.end:
+            raise BusError(paddr, "no RAM or device at this physical address")
+        region.write(paddr, data, self.page_size)
+
+    def copy_page(self, dst_pfn: int, src_pfn: int) -> None:
+        src = src_pfn << self.page_shift
+        dst = dst_pfn << self.page_shift
+        self.ram[dst : dst + self.page_size] = self.read(src, self.page_size)
+
+    def table(self, paddr: int, entries: int, dtype: str) -> np.ndarray:
+        """A writable numpy view of one page table in RAM (per-table bulk work)."""
+        return np.frombuffer(self.ram, dtype=dtype, count=entries, offset=paddr)

@@ -1,0 +1,23 @@
+"""The plugin system: hook markers, the hookspecs contract, the manager and validation.
+
+A plugin is a plain module (or object) with functions marked ``@hookimpl``::
+
+    from pfnmap.plugins import hookimpl
+
+    @hookimpl
+    def pfnmap_arches():
+        return [MyArch()]
+"""
+
+import pluggy
+
+PROJECT_NAME = "pfnmap"
+#: the entry-point group third-party arch plugins are published under
+ENTRY_POINT_GROUP = "pfnmap.arches"
+#: any non-empty value skips loading entry-point plugins (like PYTEST_DISABLE_PLUGIN_AUTOLOAD)
+DISABLE_AUTOLOAD_ENV = "PFNMAP_DISABLE_PLUGIN_AUTOLOAD"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+__all__ = ["DISABLE_AUTOLOAD_ENV", "ENTRY_POINT_GROUP", "PROJECT_NAME", "hookimpl", "hookspec"]
