@@ -1,23 +1,39 @@
 """What every x86 paging mode shares: the low flag bits, the pte operations, the protections.
 
-Facts from include/asm-i386/pgtable.h and include/asm-x86_64/pgtable.h of the 2.6.15 era. The
-modes differ in entry width, physical-address width, NX and the number of levels; a mode module
-calls :func:`entry_layouts` with its widths and subclasses :class:`X86Arch` with its geometry.
+Facts from include/asm-i386/pgtable.h (with pgtable-2level.h and pgtable-3level.h) and
+include/asm-x86_64/pgtable.h of the 2.6.15 era. One description serves every mode; a mode module
+only states its geometry (levels, entry width, physical-address width, TASK_SIZE) and builds its
+layouts with :func:`pte_layout`, :func:`table_layout` and :func:`large_layout`. The two header
+families differ in a few operations; those differences live here too:
+
+- :class:`X86Arch` is include/asm-x86_64/pgtable.h (x86-64 4-level, reused for 5-level),
+- :class:`I386Arch` is include/asm-i386/pgtable.h (2-level and PAE): ``pmd_bad`` compares the
+  low flags with ``_KERNPG_TABLE``, ``pte_pfn`` yields a 32-bit ``unsigned long``,
+  ``PAGE_SHARED`` carries no ``_PAGE_NX``, and ``pte_modify`` keeps every bit above the flags
+  but NX.
 """
 
 from __future__ import annotations
 
+import errno
+from typing import ClassVar
+
 import construct as cs
 
 from pfnmap.arch import Arch
+from pfnmap.errors import KernelError
 
 Bit = cs.Flag
+
+PAGE_SHIFT = 12
+#: the hardware's widest physical address in a 64-bit entry (bits 51..12 of the address field)
+ENTRY_PA_LIMIT = 52
 
 
 def _low_flags(bit8: str, bit7: str, bit6: str) -> list[cs.Construct]:
     """Bits 11..0, the same in every x86 entry apart from the meaning of bits 6..8."""
     return [
-        "avl" / cs.BitsInteger(3),  # bits 11..9: free for software, unused by 2.6.15
+        "avl" / cs.BitsInteger(3),  # bits 11..9: _PAGE_UNUSED1..3, free for software
         bit8 / Bit,
         bit7 / Bit,
         bit6 / Bit,
@@ -30,63 +46,74 @@ def _low_flags(bit8: str, bit7: str, bit6: str) -> list[cs.Construct]:
     ]
 
 
-def _high_bits(entry_bits: int, phys_bits: int) -> list[cs.Construct]:
-    """The bits above the physical address: NX, software-available bits, unused PA bits."""
+def _high_bits(entry_bits: int, phys_bits: int, high: str) -> list[cs.Construct]:
+    """The bits of a 64-bit entry above the physical address.
+
+    Bit 63 is NX; bits 62..52 are ``high`` ("avail_high": ignored by the MMU in 4/5-level
+    paging; "reserved_high": must be 0 under PAE); bits 51..``phys_bits`` are address bits the
+    entry format has but the mode's kernel of the era does not use ("pa_high").
+    """
     if entry_bits == 32:
         return []
-    # 64-bit entries: bit 63 NX, 62..52 ignored by hardware, 51..phys_bits reserved PA bits
-    # (the kernel of the era used fewer PA bits than the entry format allows)
-    high: list[cs.Construct] = ["nx" / Bit, "avail_high" / cs.BitsInteger(11)]
-    if phys_bits < 52:
-        high.append("pa_high" / cs.BitsInteger(52 - phys_bits))
-    return high
+    bits: list[cs.Construct] = ["nx" / Bit, high / cs.BitsInteger(63 - ENTRY_PA_LIMIT)]
+    if phys_bits < ENTRY_PA_LIMIT:
+        bits.append("pa_high" / cs.BitsInteger(ENTRY_PA_LIMIT - phys_bits))
+    return bits
 
 
-def _wrap(entry_bits: int, fields: list[cs.Construct]) -> cs.Construct:
+def _wrap(fields: list[cs.Construct]) -> cs.Construct:
     # x86 stores entries little-endian; fields are listed from the top bit down
     return cs.ByteSwapped(cs.BitStruct(*fields))
 
 
-def pte_layout(entry_bits: int, phys_bits: int) -> cs.Construct:
+def pte_layout(entry_bits: int, phys_bits: int, high: str = "avail_high") -> cs.Construct:
     """A last-level entry (4 KiB page). Bit 7 is PAT in hardware; Linux of the era never set PAT
     and used the bit as _PAGE_PROTNONE in not-present ptes. Bit 6 doubles as _PAGE_FILE."""
     return _wrap(
-        entry_bits,
-        _high_bits(entry_bits, phys_bits)
-        + ["pfn" / cs.BitsInteger(phys_bits - 12)]
-        + _low_flags("global_", "protnone", "dirty"),
+        _high_bits(entry_bits, phys_bits, high)
+        + ["pfn" / cs.BitsInteger(phys_bits - PAGE_SHIFT)]
+        + _low_flags("global_", "protnone", "dirty")
     )
 
 
-def table_layout(entry_bits: int, phys_bits: int) -> cs.Construct:
+def table_layout(entry_bits: int, phys_bits: int, high: str = "avail_high") -> cs.Construct:
     """An upper-level entry that points to the next table (PSE clear)."""
     return _wrap(
-        entry_bits,
-        _high_bits(entry_bits, phys_bits)
-        + ["table_pfn" / cs.BitsInteger(phys_bits - 12)]
-        + _low_flags("ignored8", "pse", "ignored6"),
+        _high_bits(entry_bits, phys_bits, high)
+        + ["table_pfn" / cs.BitsInteger(phys_bits - PAGE_SHIFT)]
+        + _low_flags("ignored8", "pse", "ignored6")
     )
 
 
-def large_layout(entry_bits: int, phys_bits: int, page_shift: int) -> cs.Construct:
-    """An upper-level entry that maps a large page (PSE set): PA bits above ``page_shift``, the
-    PAT bit at 12, and the address bits in between reserved (PSE-36 uses some on 2-level)."""
+def large_layout(
+    entry_bits: int,
+    phys_bits: int,
+    page_shift: int,
+    high: str = "avail_high",
+    pse36_bits: int = 0,
+) -> cs.Construct:
+    """An upper-level entry that maps a large page (PSE set): PA bits from ``page_shift`` up, the
+    PAT bit at 12, and the address bits in between reserved. With ``pse36_bits`` (2-level only)
+    the lowest of those reserved bits carry PA bits 32 and up (PSE-36)."""
+    between = page_shift - PAGE_SHIFT - 1
+    middle: list[cs.Construct] = ["reserved_pa" / cs.BitsInteger(between - pse36_bits)]
+    if pse36_bits:
+        middle.append("pse36_pa" / cs.BitsInteger(pse36_bits))
     return _wrap(
-        entry_bits,
-        _high_bits(entry_bits, phys_bits)
-        + [
-            "large_pfn" / cs.BitsInteger(phys_bits - page_shift),
-            "reserved_pa" / cs.BitsInteger(page_shift - 13),
-            "pat" / Bit,
-        ]
-        + _low_flags("global_", "pse", "dirty"),
+        _high_bits(entry_bits, phys_bits, high)
+        + ["large_pfn" / cs.BitsInteger(phys_bits - page_shift)]
+        + middle
+        + ["pat" / Bit]
+        + _low_flags("global_", "pse", "dirty")
     )
 
 
 class X86Arch(Arch):
-    """pte operations common to the x86 modes, with masks taken from the derived layout."""
+    """The x86 pte operations, as include/asm-x86_64/pgtable.h spells them, with masks taken
+    from the derived layout. Subclasses state geometry; :class:`I386Arch` has the i386 forms."""
 
-    has_nx = True
+    #: whether PAGE_SHARED includes _PAGE_NX (x86-64: yes; i386: no, only COPY/READONLY do)
+    pgprot_shared_nx: ClassVar[bool] = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -103,10 +130,14 @@ class X86Arch(Arch):
         self._PAGE_PROTNONE = m("protnone")
         self._PAGE_PSE = m("protnone")  # bit 7 is PSE in pmd/pud entries
         self._PAGE_GLOBAL = m("global_")
+        #: 0 where the entry has no NX bit (i386 without PAE), as the kernel defines it
         self._PAGE_NX = m("nx") if "nx" in pte.fields else 0
-        self.PTE_MASK = m("pfn")  # PHYSICAL_PAGE_MASK: the PA bits of the entry
+        #: PHYSICAL_PAGE_MASK: the PA bits of a pte in this mode (x86-64: __PHYSICAL_MASK)
+        self.PTE_MASK = m("pfn")
+        #: the bits pte_pfn() returns, shifted down by PAGE_SHIFT
+        self.pte_pfn_mask = self.PTE_MASK
         self._pfn_shift = pte.fields["pfn"].shift
-        # __supported_pte_mask: everything, NX only where the mode has it
+        #: __supported_pte_mask of a CPU that has NX (every bit; _PAGE_NX is 0 where absent)
         self.supported_pte_mask = (1 << pte.width_bits) - 1
         self._PAGE_TABLE = (
             self._PAGE_PRESENT
@@ -125,7 +156,7 @@ class X86Arch(Arch):
             self._PAGE_NX,
         )
         self.PAGE_NONE = self._PAGE_PROTNONE | a
-        self.PAGE_SHARED = p | rw | u | a | nx
+        self.PAGE_SHARED = p | rw | u | a | (nx if self.pgprot_shared_nx else 0)
         self.PAGE_SHARED_EXEC = p | rw | u | a
         self.PAGE_COPY = p | u | a | nx  # PAGE_COPY_NOEXEC
         self.PAGE_COPY_EXEC = p | u | a
@@ -167,7 +198,7 @@ class X86Arch(Arch):
 
     # pte operations (include/asm-x86_64/pgtable.h names) -----------------------------------
     def pte_pfn(self, pte: int) -> int:
-        return (pte & self.PTE_MASK) >> self._pfn_shift
+        return (pte & self.pte_pfn_mask) >> self._pfn_shift
 
     def pfn_pte(self, pfn: int, prot: int) -> int:
         return ((pfn << self.page_shift) | prot) & self.supported_pte_mask
@@ -241,10 +272,77 @@ class X86Arch(Arch):
         return bool(self._large_mask[level]) and entry & both == both
 
     def table_entry_bad(self, level: int, entry: int) -> bool:
-        """pgd_bad/pud_bad/pmd_bad: bits outside PTE_MASK | _KERNPG_TABLE | _PAGE_USER."""
+        """pgd_bad/pud_bad: bits outside PTE_MASK | _KERNPG_TABLE | _PAGE_USER. pmd_bad (the
+        level pointing to pte tables) is stricter in 2.6.15: the flags other than USER must be
+        exactly _KERNPG_TABLE, so a pmd missing ACCESSED, DIRTY, RW or PRESENT is bad too."""
+        if level == len(self.levels) - 2:
+            flags = entry & ~(self._table_pfn_mask[level] | self._PAGE_USER)
+            return flags != self._KERNPG_TABLE
         return bool(entry & self._bad_mask[level])
 
     def leaf_paddr(self, level: int, entry: int) -> int:
         if level == len(self.levels) - 1:
             return entry & self.PTE_MASK
         return entry & self._large_mask[level]
+
+    # large pages --------------------------------------------------------------------------------
+    def large_page_level(self, size: int) -> int:
+        """The level whose leaf entries map pages of ``size`` bytes.
+
+        There is no user API for large pages in pfnmap (2.6.15 had only hugetlbfs), so this is
+        where a request for a size the mode lacks fails: KernelError EINVAL, as hugetlbfs
+        refuses a size the arch has no HPAGE for.
+        """
+        for level, lv in enumerate(self.levels[:-1]):
+            if lv.leaf is not None and lv.span == size:
+                return level
+        sizes = ", ".join(f"{s >> 10} KiB" for s in self.large_page_sizes()) or "none"
+        raise KernelError(
+            errno.EINVAL, f"{self.name} has no {size:#x}-byte pages (large pages: {sizes})"
+        )
+
+    def mk_large_entry(self, size: int, pfn: int, prot: int) -> int:
+        """pfn_pmd(pfn, prot) made huge (mk_pte_huge sets PRESENT|PSE): a leaf for a large page.
+
+        EINVAL for a size the mode lacks, a pfn not aligned to the page, or a page beyond the
+        mode's physical address width.
+        """
+        self.large_page_level(size)
+        npages = size >> self.page_shift
+        if pfn < 0 or pfn & (npages - 1) or pfn + npages - 1 > self.max_pfn:
+            raise KernelError(
+                errno.EINVAL,
+                f"pfn {pfn:#x} is not a {size >> 10} KiB page within {self.phys_bits}-bit "
+                f"physical addresses",
+            )
+        entry = (pfn << self.page_shift) | prot | self._PAGE_PRESENT | self._PAGE_PSE
+        return entry & self.supported_pte_mask
+
+
+class I386Arch(X86Arch):
+    """include/asm-i386/pgtable.h: what the i386 modes (2-level and PAE) do differently."""
+
+    pgprot_shared_nx = False  # i386 PAGE_SHARED and PAGE_SHARED_EXEC are the same value
+
+    #: ~PAGE_MASK & ~_PAGE_USER: the flag bits pmd_bad() compares (PAGE_MASK is 32-bit)
+    _PMD_BAD_BITS: ClassVar[int] = 0xFFF & ~0x004
+
+    def __init__(self) -> None:
+        super().__init__()
+        # pte_pfn() returns an unsigned long: 32 bits of pfn, i.e. PA bits 12..43 under PAE
+        self.pte_pfn_mask = (((1 << 32) - 1) << PAGE_SHIFT) & self.supported_pte_mask
+        # pte_modify(): pte_low &= _PAGE_CHG_MASK (PTE_MASK is PAGE_MASK, 32-bit); under PAE
+        # pte_high keeps everything but NX, which comes from newprot
+        entry_mask = self.supported_pte_mask
+        self._PAGE_CHG_MASK = (
+            (entry_mask & ~0xFFF & ~self._PAGE_NX) | self._PAGE_ACCESSED | self._PAGE_DIRTY
+        )
+
+    def table_entry_bad(self, level: int, entry: int) -> bool:
+        """pmd_bad(): ``(pmd_val(x) & (~PAGE_MASK & ~_PAGE_USER)) != _KERNPG_TABLE``.
+
+        Only the low flag bits count, and they must be exactly _KERNPG_TABLE (a large-page or
+        a not-accessed entry is bad). pgd_bad and pud_bad are 0 in both i386 modes: the levels
+        they would check are folded (2-level) or are the PAE PDPT, handled by the PAE class.
+        """
+        return (entry & self._PMD_BAD_BITS) != self._KERNPG_TABLE

@@ -13,12 +13,13 @@ however many there are.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import construct as cs
 
-from .errors import LayoutError
+from .errors import KernelError, LayoutError
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,8 @@ class Arch:
     levels: ClassVar[tuple[Level, ...]] = ()
     #: whether pfns may carry an I/O-space number (sparc64); x86 has none
     has_io_spaces: ClassVar[bool] = False
+    #: where MK_IOSPACE_PFN puts the space number in a pfn (sparc64: BITS_PER_LONG - 4)
+    iospace_shift: ClassVar[int] = 60
 
     #: the names of the pte operations every arch must provide
     PTE_OPERATIONS: ClassVar[tuple[str, ...]] = (
@@ -245,6 +248,41 @@ class Arch:
     def va_valid(self, addr: int) -> bool:
         """Whether a user VA is below TASK_SIZE (and so canonical on 4/5-level x86)."""
         return 0 <= addr < self.task_size
+
+    # I/O-space pfns (MK_IOSPACE_PFN, GET_IOSPACE, GET_PFN of the era's pgtable headers) ----
+    def mk_iospace_pfn(self, space: int, pfn: int) -> int:
+        """MK_IOSPACE_PFN(space, pfn): the pfn io_remap_pfn_range() takes for I/O space ``space``.
+
+        On an arch with I/O spaces the space number goes in the pfn's top 4 bits. Elsewhere the
+        kernel's macro is the identity and drops ``space``; pfnmap refuses a nonzero space there
+        with EINVAL instead of silently mapping the wrong address.
+        """
+        if not self.has_io_spaces:
+            if space:
+                raise KernelError(
+                    errno.EINVAL, f"{self.name} has no I/O spaces (asked for space {space})"
+                )
+            return pfn
+        if not 0 <= space < 16:
+            raise KernelError(errno.EINVAL, f"I/O space {space} does not fit in 4 bits")
+        return pfn | (space << self.iospace_shift)
+
+    def get_iospace(self, pfn: int) -> int:
+        """GET_IOSPACE(pfn): the space number (always 0 on an arch without I/O spaces)."""
+        return pfn >> self.iospace_shift if self.has_io_spaces else 0
+
+    def get_pfn(self, pfn: int) -> int:
+        """GET_PFN(pfn): the pfn without its space number (the identity without I/O spaces)."""
+        return pfn & ((1 << self.iospace_shift) - 1) if self.has_io_spaces else pfn
+
+    def hw_leaf_paddr(self, level: int, entry: int, addr: int) -> int:
+        """The physical address the MMU reaches for ``addr`` through the leaf ``entry``.
+
+        The default is the leaf's address plus the VA bits below the level's span. An arch
+        whose last-level entries can carry their own page size (sparc64's large TTEs)
+        overrides this.
+        """
+        return self.leaf_paddr(level, entry) | (addr & (self.levels[level].span - 1))
 
     def entry_struct_format(self, level: int) -> str:
         size = self.levels[level].entry_bytes

@@ -13,6 +13,7 @@ from .constants import O_SYNC, VM_FAULT_MINOR, VM_RESERVED, VM_SHARED, PG_reserv
 from .errors import KernelError
 from .files import Inode, OpenFile, ShmemFile
 from .mm import NOPAGE_SIGBUS, VmOperations
+from .physmem import IORegion
 from .remap import io_remap_pfn_range, remap_pfn_range
 
 if TYPE_CHECKING:
@@ -110,19 +111,31 @@ class DevBuffer(Inode):
 
 class DevIoMem(Inode):
     """A device file whose mmap maps one I/O region with io_remap_pfn_range (a PCI BAR or a
-    framebuffer). On x86 that is remap_pfn_range; arches with I/O spaces override the hook."""
+    framebuffer). On x86 that is remap_pfn_range; arches with I/O spaces override the hook.
+
+    ``region`` names one of the machine's I/O regions, or is an :class:`IORegion` describing
+    any physical window, even one over RAM (a device whose decode aliases memory that has
+    struct pages: what vm_normal_page() then gets wrong is the point of such a setup).
+    """
 
     kind = "chr"
 
-    def __init__(self, machine: Machine, path: str, region_name: str) -> None:
+    def __init__(self, machine: Machine, path: str, region: str | IORegion) -> None:
         super().__init__(machine, path)
-        self.region = next(r for r in machine.phys.io_regions if r.name == region_name)
+        if isinstance(region, IORegion):
+            self.region = region
+        else:
+            self.region = next(r for r in machine.phys.io_regions if r.name == region)
 
     def mmap(self, file: OpenFile, vma: VmArea) -> None:
+        """The driver's mmap: ``MK_IOSPACE_PFN(space, (bus offset + mmap offset) >> PAGE_SHIFT)``
+        to io_remap_pfn_range, as sbus/pci drivers of the era did (identity on x86, where a
+        region in a nonzero space is EINVAL)."""
         arch = self.machine.arch
         offset = vma.vm_pgoff << arch.page_shift
         size = vma.vm_end - vma.vm_start
         if offset + size > self.region.size:
             raise KernelError(errno.EINVAL, f"{self.path}: mapping beyond the device's memory")
-        pfn = (self.region.start + offset) >> arch.page_shift
+        bus_pfn = (self.region.offset + offset) >> arch.page_shift
+        pfn = arch.mk_iospace_pfn(self.region.space, bus_pfn)
         io_remap_pfn_range(vma, vma.vm_start, pfn, size, vma.vm_page_prot)

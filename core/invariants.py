@@ -53,7 +53,14 @@ def check_invariants(machine: Machine) -> None:
     for pfn in range(phys.reserved_low_pages):
         refs[pfn] += 1
     refs[phys.zero_pfn] += 1
-    for inode in machine.inodes.values():
+    # unlinked inodes (the shmem object behind MAP_SHARED|MAP_ANONYMOUS) are not in
+    # machine.inodes; their page caches hold references too, reached through the vmas
+    inodes = {id(inode): inode for inode in machine.inodes.values()}
+    for proc in machine.processes.values():
+        for vma in proc.mm.mmap:
+            if vma.vm_file is not None:
+                inodes.setdefault(id(vma.vm_file.inode), vma.vm_file.inode)
+    for inode in inodes.values():
         for pfn in inode.mapping.pages.values():
             refs[pfn] += 1
         for pfn in getattr(inode, "pages", ()):  # driver-owned buffers

@@ -48,7 +48,8 @@ class Machine:
     ``io`` lists the device memory regions beyond RAM (default: one 16 MiB region "fb0" at
     0xF0000000, or just above RAM when RAM reaches that far). ``rules`` picks the kernel's
     decisions (the seed's by default). ``plugin_manager`` lets a caller use its own pluggy
-    manager, e.g. with a tracer plugin registered.
+    manager, e.g. with a tracer plugin registered. ``arch_options`` are switches an arch plugin
+    documents and reads (``machine.arch_options``).
     """
 
     def __init__(
@@ -58,6 +59,7 @@ class Machine:
         io: list[IORegion] | None = None,
         rules: KernelRules = SEED,
         plugin_manager: pluggy.PluginManager | None = None,
+        arch_options: dict[str, object] | None = None,
     ) -> None:
         from pfnmap.plugins.manager import build_registry, default_plugin_manager, default_registry
 
@@ -70,6 +72,8 @@ class Machine:
         self.hook = pm.hook
         self.plugin_manager = pm
         self.rules = rules
+        #: per-arch switches read by arch plugins (e.g. sparc64's io_remap_pfn_range follow-up)
+        self.arch_options: dict[str, object] = dict(arch_options or {})
         ram_bytes = parse_size(ram)
         if io is None:
             base = max(DEFAULT_IO_BASE, -(-ram_bytes // (1 << 28)) << 28)

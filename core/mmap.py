@@ -97,7 +97,7 @@ def do_mmap_pgoff(
         raise KernelError(errno.EINVAL, "exactly one of MAP_SHARED and MAP_PRIVATE is required")
     if flags & MAP_FIXED:
         if addr + length > arch.task_size:
-            raise KernelError(errno.EINVAL, f"MAP_FIXED range beyond TASK_SIZE at {addr:#x}")
+            raise KernelError(errno.ENOMEM, f"MAP_FIXED range beyond TASK_SIZE at {addr:#x}")
     else:
         addr = get_unmapped_area(mm, addr, length)
     vm_flags = _calc_vm_prot_bits(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC

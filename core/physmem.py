@@ -16,6 +16,7 @@ from __future__ import annotations
 import mmap
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +52,12 @@ class IORegion:
     """Device memory at ``[start, start+size)`` of the physical address space (no struct page).
 
     Unwritten bytes read as :func:`device_byte_pattern`; writes are kept per page.
+
+    ``space`` is the I/O space the device decodes (sparc's MK_IOSPACE_PFN number, 0..15). A
+    driver passes the region's bus ``offset`` with the space number to io_remap_pfn_range, and
+    sparc64 builds the physical address as ``offset | space << 32``; so a region in space
+    ``s != 0`` lies in ``[s << 32, (s + 1) << 32)`` and ``start`` is still its physical
+    address. Build one with :meth:`in_space`.
     """
 
     name: str
@@ -58,6 +65,30 @@ class IORegion:
     size: int
     pattern: Callable[[np.ndarray], np.ndarray] = device_byte_pattern
     written: dict[int, bytearray] = field(default_factory=dict)
+    space: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.space < 16:
+            raise KernelError(22, f"I/O region {self.name}: space {self.space} is not 0..15")
+        if self.space and not (
+            self.space << 32 <= self.start and self.start + self.size <= (self.space + 1) << 32
+        ):
+            raise KernelError(
+                22,
+                f"I/O region {self.name} [{self.start:#x}, {self.start + self.size:#x}) is not "
+                f"inside I/O space {self.space} [{self.space << 32:#x}, "
+                f"{(self.space + 1) << 32:#x})",
+            )
+
+    @classmethod
+    def in_space(cls, name: str, space: int, offset: int, size: int, **kw: Any) -> IORegion:
+        """The region a device of I/O space ``space`` decodes at bus ``offset``."""
+        return cls(name, offset | (space << 32), size, space=space, **kw)
+
+    @property
+    def offset(self) -> int:
+        """The bus offset a driver passes (the physical address without the space bits)."""
+        return self.start - (self.space << 32)
 
     @property
     def end(self) -> int:
@@ -71,17 +102,33 @@ class IORegion:
             self.written[page_addr] = buf
         return buf
 
-    def read(self, paddr: int, n: int, page_size: int) -> bytes:
-        page_addr = paddr & ~(page_size - 1)
-        if page_addr in self.written:
+    @staticmethod
+    def _pieces(paddr: int, n: int, page_size: int):
+        """(page address, offset in it, byte count) for each device page ``[paddr, +n)`` hits."""
+        while n > 0:
+            page_addr = paddr & ~(page_size - 1)
             off = paddr - page_addr
-            return bytes(self.written[page_addr][off : off + n])
-        return self.pattern(np.arange(paddr, paddr + n, dtype=np.uint64)).tobytes()
+            chunk = min(n, page_size - off)
+            yield page_addr, off, chunk
+            paddr += chunk
+            n -= chunk
+
+    def read(self, paddr: int, n: int, page_size: int) -> bytes:
+        out = bytearray()
+        for page_addr, off, chunk in self._pieces(paddr, n, page_size):
+            buf = self.written.get(page_addr)
+            if buf is not None:
+                out += buf[off : off + chunk]
+            else:
+                start = page_addr + off
+                out += self.pattern(np.arange(start, start + chunk, dtype=np.uint64)).tobytes()
+        return bytes(out)
 
     def write(self, paddr: int, data: bytes, page_size: int) -> None:
-        page_addr = paddr & ~(page_size - 1)
-        off = paddr - page_addr
-        self._page(page_addr, page_size)[off : off + len(data)] = data
+        pos = 0
+        for page_addr, off, chunk in self._pieces(paddr, len(data), page_size):
+            self._page(page_addr, page_size)[off : off + chunk] = data[pos : pos + chunk]
+            pos += chunk
 
 
 class PhysMem:

@@ -44,8 +44,7 @@ def _leaf_access(mm: MmStruct, level: int, slot: int, entry: int, addr: int, wri
     updated = arch.pte_hw_update(entry, write)
     if updated != entry:
         machine.tables.write(level, slot, updated)
-    span = arch.levels[level].span
-    return arch.leaf_paddr(level, entry) | (addr & (span - 1))
+    return arch.hw_leaf_paddr(level, entry, addr)
 
 
 def copy_from_user_inatomic(mm: MmStruct, addr: int, n: int) -> bytes | None:

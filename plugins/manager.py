@@ -46,7 +46,8 @@ def make_plugin_manager(autoload: bool | None = None) -> pluggy.PluginManager:
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(getattr(exc, "plugin_name", "?"), str(exc)) from None
+        # pluggy's error carries the plugin object; name it as it was registered
+        raise PluginError(pm.get_name(exc.plugin) or repr(exc.plugin), str(exc)) from None
     return pm
 
 
@@ -57,12 +58,14 @@ class ArchRegistry:
     arches: dict[str, Arch] = field(default_factory=dict)
     owners: dict[str, str] = field(default_factory=dict)
     broken: dict[str, PluginError] = field(default_factory=dict)
+    #: plugin -> the names of the arches it returned before it was found broken
+    broken_arches: dict[str, list[str]] = field(default_factory=dict)
 
     def get(self, name: str) -> Arch:
         if name in self.arches:
             return self.arches[name]
         for plugin, error in self.broken.items():
-            if name in plugin or name in error.problem:
+            if name == plugin or name in self.broken_arches.get(plugin, ()):
                 raise error
         raise UnknownArch(name, sorted(self.arches))
 
@@ -71,45 +74,58 @@ class ArchRegistry:
 
 
 def build_registry(pm: pluggy.PluginManager) -> ArchRegistry:
-    """Call every ``pfnmap_arches`` implementation separately so errors name their plugin."""
+    """Call every ``pfnmap_arches`` implementation separately so errors name their plugin.
+
+    A plugin's arches are registered all or nothing: one bad arch skips the whole plugin.
+    """
     registry = ArchRegistry()
     for impl in pm.hook.pfnmap_arches.get_hookimpls():
         plugin = impl.plugin_name
-        builtin = plugin in BUILTIN_ARCH_MODULES
+        arches: list = []
         try:
             arches = _arches_of(plugin, impl.function)
-            for arch in arches:
-                if arch.name in registry.arches:
-                    raise PluginError(
-                        plugin,
-                        f"arch {arch.name!r} is already provided by {registry.owners[arch.name]!r}",
-                    )
-                registry.arches[arch.name] = arch
-                registry.owners[arch.name] = plugin
+            _check_arches(plugin, arches, registry)
         except PluginError as error:
-            if builtin:
+            if plugin in BUILTIN_ARCH_MODULES:
                 raise
             registry.broken[plugin] = error
+            registry.broken_arches[plugin] = [
+                a.name for a in arches if isinstance(a, Arch) and a.name
+            ]
             warnings.warn(f"skipping {error}", PluginWarning, stacklevel=2)
+            continue
+        for arch in arches:
+            registry.arches[arch.name] = arch
+            registry.owners[arch.name] = plugin
     # built-ins come first in registration order; keep that order for listings
     return registry
 
 
-def _arches_of(plugin: str, function) -> list[Arch]:
+def _arches_of(plugin: str, function) -> list:
+    """One plugin's ``pfnmap_arches()`` result as a list; an exception is its PluginError."""
     try:
         result = function()
+        if result is None:
+            return []
+        if isinstance(result, Arch):
+            return [result]
+        return list(result)
     except Exception as exc:
         raise PluginError(plugin, f"pfnmap_arches() raised {type(exc).__name__}: {exc}") from exc
-    if result is None:
-        return []
-    if isinstance(result, Arch):
-        result = [result]
-    arches = list(result)
+
+
+def _check_arches(plugin: str, arches: list, registry: ArchRegistry) -> None:
+    """Validate each arch and refuse a name already taken (by another plugin or this one)."""
+    taken = dict(registry.owners)
     for arch in arches:
         problems = validate_arch(arch)
         if problems:
             raise PluginError(plugin, "; ".join(problems))
-    return arches
+        if arch.name in taken:
+            raise PluginError(
+                plugin, f"arch {arch.name!r} is already provided by {taken[arch.name]!r}"
+            )
+        taken[arch.name] = plugin
 
 
 @lru_cache(maxsize=1)

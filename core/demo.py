@@ -1,0 +1,957 @@
+"""The seed's story, told on an emulated machine: ``pfnmap demo``.
+
+:func:`run_demo` plays six steps on one machine and returns what happened as data
+(:class:`DemoResult`), so tests assert on outcomes and not on text. :func:`render_demo` and
+:func:`render_comparison` turn results into rich tables for people.
+
+Every page-size dependent number comes from ``machine.arch``: the same story runs unchanged on
+4 KiB and 8 KiB pages, 32- and 64-bit entries, either byte order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from pfnmap.plugins import hookimpl
+
+from .constants import MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE
+from .errors import KernelBug, OutOfMemory, PfnmapError
+from .invariants import InvariantError
+from .memory import Verdict
+
+if TYPE_CHECKING:
+    from .machine import Machine, PageInfo
+    from .process import Process
+    from .reports import BadPteReport, FaultReport
+
+#: pages in the shared /dev/mem mappings of steps (a) and (b)
+DEMO_PAGES = 4
+#: what step (c) writes into the private mapping, at an offset inside the page
+PAYLOAD = b"written by pfnmap demo"
+#: bytes of each page shown as a sample of its contents
+SAMPLE_BYTES = 8
+
+
+# results ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VmaRow:
+    """One vma as the step left it."""
+
+    task: str
+    start: int
+    end: int
+    vm_flags: int
+    flags: tuple[str, ...]
+    pgoff: int
+    backing: str
+
+
+@dataclass(frozen=True)
+class PteRow:
+    """One pte: raw value, construct-decoded fields and vm_normal_page's verdict."""
+
+    task: str
+    stage: str
+    address: int
+    raw: int
+    fields: dict[str, Any]
+    pfn: int | None
+    has_struct_page: bool
+    verdict: Verdict | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class PageTrack:
+    """One struct page followed through a step: ``(stage, snapshot)`` pairs in order."""
+
+    label: str
+    snapshots: tuple[tuple[str, PageInfo], ...]
+
+    @property
+    def first(self) -> PageInfo:
+        return self.snapshots[0][1]
+
+    @property
+    def last(self) -> PageInfo:
+        return self.snapshots[-1][1]
+
+    def at(self, stage: str) -> PageInfo:
+        for name, info in self.snapshots:
+            if name == stage:
+                return info
+        raise KeyError(stage)
+
+
+@dataclass
+class StepResult:
+    """What one step did, and whether the machine was consistent afterwards."""
+
+    key: str
+    title: str
+    kernel: tuple[str, ...]
+    why: str
+    vmas: list[VmaRow] = field(default_factory=list)
+    ptes: list[PteRow] = field(default_factory=list)
+    pages: list[PageTrack] = field(default_factory=list)
+    rss: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: when ``rss`` was taken, if not at the end of the step
+    rss_when: str = ""
+    #: what the tasks read and wrote, in words
+    data: list[str] = field(default_factory=list)
+    faults: list[FaultReport] = field(default_factory=list)
+    bad_ptes: list[BadPteReport] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+    #: None when machine.check_invariants() passed after the step, else its message
+    invariants: str | None = None
+
+    def rows(self, task: str | None = None, stage: str | None = None) -> list[PteRow]:
+        return [
+            r
+            for r in self.ptes
+            if (task is None or r.task == task) and (stage is None or r.stage == stage)
+        ]
+
+
+@dataclass
+class DemoResult:
+    """The whole story on one arch."""
+
+    arch: str
+    description: str
+    page_size: int
+    pte_bytes: int
+    byteorder: str
+    ram_bytes: int
+    io_region: tuple[str, int, int]
+    rules: str
+    steps: list[StepResult] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+    bad_ptes: list[BadPteReport] = field(default_factory=list)
+
+    def step(self, key: str) -> StepResult:
+        for step in self.steps:
+            if step.key == key:
+                return step
+        raise KeyError(key)
+
+    @property
+    def invariants_ok(self) -> bool:
+        return all(step.invariants is None for step in self.steps)
+
+    @property
+    def ok(self) -> bool:
+        """No print_bad_pte line and every invariant check passed."""
+        return self.invariants_ok and not self.bad_ptes
+
+
+class DemoError(PfnmapError):
+    """A step of the story failed; names the arch and the step, keeps the cause."""
+
+    def __init__(self, arch: str, key: str, title: str, cause: Exception) -> None:
+        self.arch = arch
+        self.key = key
+        self.cause = cause
+        super().__init__(f"demo on {arch}, step ({key}) {title}: {type(cause).__name__}: {cause}")
+
+    @property
+    def out_of_memory(self) -> bool:
+        """Whether the machine ran out of RAM (possibly reported as another errno, as
+        mmap_mem turns a failed remap into EAGAIN)."""
+        exc: BaseException | None = self.cause
+        while exc is not None:
+            if isinstance(exc, OutOfMemory):
+                return True
+            exc = exc.__cause__
+        return False
+
+
+# the story ----------------------------------------------------------------------------------
+class _Recorder:
+    """Observer plugin: the faults and bad-pte reports of one machine."""
+
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
+        self.faults: list[FaultReport] = []
+        self.bad: list[BadPteReport] = []
+
+    @hookimpl
+    def pfnmap_fault_handled(self, machine: Machine, report: FaultReport) -> None:
+        if machine is self.machine:
+            self.faults.append(report)
+
+    @hookimpl
+    def pfnmap_bad_pte(self, machine: Machine, report: BadPteReport) -> None:
+        if machine is self.machine:
+            self.bad.append(report)
+
+
+class _Story:
+    """The state shared by the steps: the machine, the tasks and the addresses mapped."""
+
+    def __init__(self, machine: Machine, recorder: _Recorder) -> None:
+        self.m = machine
+        # taken before the parent exists: when everybody has exited, all must be free again
+        self.free_at_start = machine.phys.free_pages()
+        self.arch = machine.arch
+        self.ps = machine.arch.page_size
+        self.rec = recorder
+        self.io = machine.phys.io_regions[0]
+        self.parent: Process = machine.spawn("parent")
+        self.child: Process | None = None
+        self.fd = self.parent.open("/dev/mem")
+        self.io_addr = self.ram_addr = self.cow_addr = 0
+        self.ram_pfns: list[int] = []
+        self.cow_pfn = 0
+
+    # helpers --------------------------------------------------------------------------------
+    def pte(self, task: Process, addr: int, stage: str = "") -> PteRow:
+        info = task.lookup(addr)
+        return PteRow(
+            task=task.comm,
+            stage=stage,
+            address=addr,
+            raw=info.raw,
+            fields=dict(info.fields),
+            pfn=info.pfn,
+            has_struct_page=info.pfn is not None and self.m.phys.pfn_valid(info.pfn),
+            verdict=info.verdict,
+            reason=info.reason,
+        )
+
+    def vma(self, task: Process, addr: int) -> VmaRow:
+        vma = task.mm.find_vma(addr)
+        if vma is None or vma.vm_start > addr:
+            raise KernelBug(f"no vma at {addr:#x} right after mmap returned it")
+        backing = getattr(vma.vm_file, "path", None) or "anon"
+        return VmaRow(
+            task.comm,
+            vma.vm_start,
+            vma.vm_end,
+            vma.vm_flags,
+            tuple(vma.flag_names()),
+            vma.vm_pgoff,
+            backing,
+        )
+
+    def rss(self, *tasks: Process) -> dict[str, dict[str, int]]:
+        return {t.comm: {"file_rss": t.mm.file_rss, "anon_rss": t.mm.anon_rss} for t in tasks}
+
+    def phys_sample(self, paddr: int) -> bytes:
+        return self.m.phys.read(paddr, SAMPLE_BYTES)
+
+    # the steps --------------------------------------------------------------------------------
+    def step_a(self, step: StepResult) -> None:
+        """Facts: first_pfn, vm_pgoff, pfns, verdicts, has_struct_page, data_ok, sample."""
+        p, ps = self.parent, self.ps
+        first_pfn = self.io.start >> self.arch.page_shift
+        self.io_addr = p.mmap(DEMO_PAGES * ps, PROT_READ, MAP_SHARED, self.fd, offset=self.io.start)
+        samples = [p.read(self.io_addr + i * ps, SAMPLE_BYTES) for i in range(DEMO_PAGES)]
+        step.vmas.append(self.vma(p, self.io_addr))
+        step.ptes += [self.pte(p, self.io_addr + i * ps) for i in range(DEMO_PAGES)]
+        step.rss = self.rss(p)
+        expected = [self.phys_sample(self.io.start + i * ps) for i in range(DEMO_PAGES)]
+        step.data.append(
+            f"read {SAMPLE_BYTES} bytes at the start of each page; page 0: "
+            f"{samples[0].hex(' ')}, "
+            + ("the device's bytes" if samples == expected else "NOT the device's bytes")
+        )
+        step.facts.update(
+            first_pfn=first_pfn,
+            vm_pgoff=step.vmas[0].pgoff,
+            verdicts=[r.verdict for r in step.ptes],
+            has_struct_page=[r.has_struct_page for r in step.ptes],
+            pfns=[r.pfn for r in step.ptes],
+            data_ok=samples == expected,
+            sample=samples[0],
+        )
+
+    def step_b(self, step: StepResult) -> None:
+        """Facts: pfns, verdicts, has_struct_page, pages_unchanged, data_ok, sample."""
+        p, ps, m = self.parent, self.ps, self.m
+        npages = min(DEMO_PAGES, m.phys.reserved_low_pages)
+        self.ram_pfns = list(range(npages))
+        before = [m.page(pfn) for pfn in self.ram_pfns]
+        self.ram_addr = p.mmap(npages * ps, PROT_READ, MAP_SHARED, self.fd, offset=0)
+        samples = [p.read(self.ram_addr + i * ps, SAMPLE_BYTES) for i in range(npages)]
+        after = [m.page(pfn) for pfn in self.ram_pfns]
+        step.vmas.append(self.vma(p, self.ram_addr))
+        step.ptes += [self.pte(p, self.ram_addr + i * ps) for i in range(npages)]
+        step.pages += [
+            PageTrack(f"pfn {pfn:#x}", (("before mmap", b), ("after read", a)))
+            for pfn, b, a in zip(self.ram_pfns, before, after, strict=True)
+        ]
+        step.rss = self.rss(p)
+        expected = [self.phys_sample(pfn << self.arch.page_shift) for pfn in self.ram_pfns]
+        step.data.append(
+            f"read {SAMPLE_BYTES} bytes at the start of each page; page 0: "
+            f"{samples[0].hex(' ')}, "
+            + ("the bytes in RAM" if samples == expected else "NOT the bytes in RAM")
+        )
+        step.facts.update(
+            pfns=[r.pfn for r in step.ptes],
+            verdicts=[r.verdict for r in step.ptes],
+            has_struct_page=[r.has_struct_page for r in step.ptes],
+            pages_unchanged=before == after,
+            data_ok=samples == expected,
+            sample=samples[0],
+        )
+
+    def step_c(self, step: StepResult) -> None:
+        """Facts: offset, fault_address, write_faults, pte_writable_before/after, cow_pfn,
+        verdict_before/after, neighbour_verdict, anon_rss, file_rss, payload_ok, copy_source
+        (see :func:`_copy_source`), copy_aligned_rule, page_start_before/after."""
+        p, ps, arch, m = self.parent, self.ps, self.arch, self.m
+        offset = ps // 16  # write inside the page, not at its start, to expose the seed's copy
+        device = self.io.start + DEMO_PAGES * ps
+        self.cow_addr = addr = p.mmap(
+            2 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE, self.fd, offset=device
+        )
+        step.vmas.append(self.vma(p, addr))
+        step.ptes += [self.pte(p, addr + i * ps, "before write") for i in range(2)]
+        seen = p.read(addr, 2 * ps)  # what the user saw there before the write
+        faults_before = len(self.rec.faults)
+        p.write(addr + offset, PAYLOAD)
+        write_faults = self.rec.faults[faults_before:]
+        after = [self.pte(p, addr + i * ps, "after write") for i in range(2)]
+        step.ptes += after
+        self.cow_pfn = after[0].pfn
+        page = m.phys.read(self.cow_pfn << arch.page_shift, ps)
+        step.pages.append(
+            PageTrack(f"pfn {self.cow_pfn:#x} (new)", (("after write", m.page(self.cow_pfn)),))
+        )
+        step.rss = self.rss(p)
+        source = _copy_source(page, seen, offset, len(PAYLOAD))
+        payload_ok = p.read(addr + offset, len(PAYLOAD)) == PAYLOAD
+        step.data.append(
+            f"wrote {PAYLOAD.decode()!r} at {addr + offset:#x}; read back: "
+            + ("the same" if payload_ok else "SOMETHING ELSE")
+        )
+        step.facts.update(
+            offset=offset,
+            fault_address=addr + offset,
+            write_faults=[(f.write, f.result_name) for f in write_faults],
+            pte_writable_before=arch.pte_write(step.ptes[0].raw),
+            pte_writable_after=arch.pte_write(after[0].raw),
+            cow_pfn=self.cow_pfn,
+            verdict_before=step.ptes[0].verdict,
+            verdict_after=after[0].verdict,
+            neighbour_verdict=after[1].verdict,
+            anon_rss=p.mm.anon_rss,
+            file_rss=p.mm.file_rss,
+            payload_ok=payload_ok,
+            copy_source=source,
+            copy_aligned_rule=m.rules.cow_copy_aligned,
+            page_start_before=seen[:SAMPLE_BYTES],
+            page_start_after=page[:SAMPLE_BYTES],
+        )
+        if source == "shifted":
+            step.notes.append(
+                f"Seed quirk: the fault was at {addr + offset:#x}, {offset:#x} bytes into the "
+                f"page, and cow_user_page copied a page's worth from that address instead of "
+                f"from the page start. The new page holds the device bytes shifted down by "
+                f"{offset:#x} (its first bytes are {page[:SAMPLE_BYTES].hex(' ')} where the user "
+                f"saw {seen[:SAMPLE_BYTES].hex(' ')}), and its last {offset:#x} bytes come from "
+                f"the next page. 2.6.15-rc4 ('cow_user_page: fix page alignment') copies from "
+                "va & PAGE_MASK. On the last page of a vma the copy runs past vm_end: it "
+                "fails, leaving a zero-filled page, when nothing is mapped there, and copies "
+                "another mapping's bytes when something is."
+            )
+        elif source == "aligned":
+            step.notes.append(
+                "The copy started at the page boundary (these rules have the rc4 alignment "
+                "fix), so the new page holds what the user saw, plus the payload."
+            )
+        elif source == "zero":
+            step.notes.append(
+                "The non-faulting user copy failed, so cow_user_page zero-filled the new page."
+            )
+
+    def step_d(self, step: StepResult) -> None:
+        """Facts (lists follow ``labels``): parent_writable_before/after,
+        parent_raw_before/after, child_raw, child_verdicts, child_young; cow_count,
+        cow_mapcount, firmware_unchanged, child_rss."""
+        p, ps, arch, m = self.parent, self.ps, self.arch, self.m
+        addrs = [
+            ("shared /dev/mem, I/O", self.io_addr),
+            ("shared /dev/mem, RAM", self.ram_addr),
+            ("private, COWed page", self.cow_addr),
+            ("private, raw", self.cow_addr + ps),
+        ]
+        step.ptes += [self.pte(p, a, "before fork") for _, a in addrs]
+        cow_before = m.page(self.cow_pfn)
+        fw_before = m.page(self.ram_pfns[0])
+        self.child = child = p.fork("child")
+        parent_after = [self.pte(p, a, "after fork") for _, a in addrs]
+        child_rows = [self.pte(child, a, "after fork") for _, a in addrs]
+        step.ptes += parent_after + child_rows
+        step.pages += [
+            PageTrack(
+                f"pfn {self.cow_pfn:#x} (COWed)",
+                (("before fork", cow_before), ("after fork", m.page(self.cow_pfn))),
+            ),
+            PageTrack(
+                f"pfn {self.ram_pfns[0]:#x} (firmware)",
+                (("before fork", fw_before), ("after fork", m.page(self.ram_pfns[0]))),
+            ),
+        ]
+        step.rss = self.rss(p, child)
+        labels = [label for label, _ in addrs]
+        step.facts.update(
+            labels=labels,
+            parent_writable_before=[arch.pte_write(r.raw) for r in step.ptes[: len(addrs)]],
+            parent_writable_after=[arch.pte_write(r.raw) for r in parent_after],
+            parent_raw_before=[r.raw for r in step.ptes[: len(addrs)]],
+            parent_raw_after=[r.raw for r in parent_after],
+            child_raw=[r.raw for r in child_rows],
+            child_verdicts=[r.verdict for r in child_rows],
+            child_young=[arch.pte_young(r.raw) for r in child_rows],
+            cow_count=m.page(self.cow_pfn).count,
+            cow_mapcount=m.page(self.cow_pfn).mapcount,
+            firmware_unchanged=fw_before == m.page(self.ram_pfns[0]),
+            child_rss=dict(step.rss["child"]),
+        )
+        f = step.facts
+        for i, label in enumerate(labels):
+            if not label.startswith("private"):
+                continue
+            if f["parent_writable_before"][i] and not f["parent_writable_after"][i]:
+                step.notes.append(
+                    f"{label}: fork took the write bit from the parent's pte; the next write by "
+                    "either task faults, and do_wp_page copies again because the page is now "
+                    "mapped twice."
+                )
+            elif not f["parent_writable_before"][i]:
+                step.notes.append(
+                    f"{label}: the parent's pte was read-only already (a private mapping starts "
+                    "with read-only ptes), so write-protecting it changed no bit."
+                )
+
+    def step_e(self, step: StepResult) -> None:
+        """Facts: (count, mapcount) of the COWed page after_munmap / after_child_exit /
+        after_parent_exit, child_rss_after_munmap, firmware_counts, free_pages_restored,
+        processes_left."""
+        m, ps = self.m, self.ps
+        child = self.child
+        assert child is not None
+        track: list[tuple[str, PageInfo]] = [("before", m.page(self.cow_pfn))]
+        child.munmap(self.cow_addr, 2 * ps)
+        track.append(("child munmap", m.page(self.cow_pfn)))
+        step.rss = self.rss(self.parent, child)
+        step.rss_when = "after the child's munmap"
+        child.exit()
+        track.append(("child exit", m.page(self.cow_pfn)))
+        fw = [m.page(pfn) for pfn in self.ram_pfns]
+        self.parent.exit()
+        track.append(("parent exit", m.page(self.cow_pfn)))
+        step.pages.append(PageTrack(f"pfn {self.cow_pfn:#x} (COWed)", tuple(track)))
+        free_now = m.phys.free_pages()
+        step.data.append(
+            f"free RAM pages: {self.free_at_start} before the story, {free_now} after every task "
+            "exited"
+        )
+        step.facts.update(
+            after_munmap=(track[1][1].count, track[1][1].mapcount),
+            after_child_exit=(track[2][1].count, track[2][1].mapcount),
+            after_parent_exit=(track[3][1].count, track[3][1].mapcount),
+            child_rss_after_munmap=dict(step.rss["child"]),
+            firmware_counts=[(info.count, info.mapcount) for info in fw],
+            free_pages_restored=free_now == self.free_at_start,
+            processes_left=len(m.processes),
+        )
+
+    def step_f(self, step: StepResult) -> None:
+        """Facts: log, bad_ptes, total_faults (and invariants_ok, set by run_demo)."""
+        step.facts.update(
+            log=list(self.m.log),
+            bad_ptes=len(self.m.bad_ptes),
+            total_faults=self.m.faults,
+        )
+
+
+def _copy_source(page: bytes, seen: bytes, offset: int, length: int) -> str:
+    """Where cow_user_page copied from: "aligned", "shifted" (the seed's fault-address copy),
+    "zero" (the user copy failed) or "unknown". The payload's own bytes are left out."""
+    size = len(page)
+    outside = [(0, offset), (offset + length, size)]
+
+    def copied_from(start: int) -> bool:
+        return all(page[a:b] == seen[start + a : start + b] for a, b in outside)
+
+    if copied_from(0):
+        return "aligned"
+    if copied_from(offset):
+        return "shifted"
+    if all(not any(page[a:b]) for a, b in outside):
+        return "zero"
+    return "unknown"
+
+
+_STEPS: tuple[tuple[str, str, tuple[str, ...], str, Callable[[_Story, StepResult], None]], ...] = (
+    (
+        "a",
+        "/dev/mem beyond RAM: a raw PFN mapping",
+        ("sys_mmap", "do_mmap_pgoff", "mmap_mem", "remap_pfn_range", "vm_normal_page"),
+        "mmap_mem takes the file offset as the pfn. remap_pfn_range fills every pte at mmap "
+        "time, marks the vma VM_IO|VM_RESERVED|VM_PFNMAP and sets vm_pgoff to the first pfn. "
+        "These pfns are device memory: no struct page exists for them. vm_normal_page does "
+        "not even look for one, because each pte's pfn is vm_pgoff plus its page index, the "
+        "seed's definition of a raw PFN pte. Nothing is counted: no rss, no reference.",
+        _Story.step_a,
+    ),
+    (
+        "b",
+        "/dev/mem inside RAM: a struct page exists, the pte is still raw",
+        ("sys_mmap", "mmap_mem", "remap_pfn_range", "vm_normal_page"),
+        "The same kind of mapping over RAM: the boot-reserved firmware pages. These pfns do "
+        "have struct pages, but inside a VM_PFNMAP vma the vm_pgoff rule is asked first, so "
+        "the ptes are raw and their struct pages are never touched. That is why the seed can "
+        "map any RAM range through /dev/mem without requiring PageReserved.",
+        _Story.step_b,
+    ),
+    (
+        "c",
+        "writing to a MAP_PRIVATE /dev/mem mapping: COW with no source page",
+        (
+            "do_page_fault",
+            "handle_mm_fault",
+            "handle_pte_fault",
+            "do_wp_page",
+            "vm_normal_page",
+            "cow_user_page",
+            "page_add_anon_rmap",
+        ),
+        "A private writable mapping gets read-only ptes, so the first write faults into "
+        "do_wp_page. vm_normal_page returns NULL for the raw pte, so cow_user_page has no "
+        "struct page to copy from: it reads the bytes through the user address with the "
+        "non-faulting user copy (and would zero-fill the page if that failed). The new "
+        "anonymous page's pfn is no longer vm_pgoff + index, and that is how vm_normal_page "
+        "recognises it from now on: a COWed page in a PFN vma, counted in anon_rss.",
+        _Story.step_c,
+    ),
+    (
+        "d",
+        "fork: raw ptes are copied without references",
+        ("do_fork", "copy_mm", "dup_mmap", "copy_page_range", "copy_one_pte", "vm_normal_page"),
+        "VM_PFNMAP makes copy_page_range copy the ptes at fork: the child could not fault raw "
+        "pfns back in. For a COW mapping copy_one_pte write-protects the parent's ptes (raw "
+        "ones included) and every child copy is marked old; a shared mapping's ptes stay as "
+        "they were. Only ptes for which vm_normal_page returns a page take a reference, a "
+        "mapcount and rss: the COWed page is now shared, the raw pfns stay uncounted.",
+        _Story.step_d,
+    ),
+    (
+        "e",
+        "munmap in the child, then exit: every count comes back",
+        (
+            "do_munmap",
+            "unmap_vmas",
+            "zap_pte_range",
+            "vm_normal_page",
+            "tlb_finish_mmu",
+            "exit_mmap",
+        ),
+        "zap_pte_range asks vm_normal_page about every pte it clears. Raw ptes are just "
+        "cleared; the COWed page loses the child's mapcount and its reference is dropped "
+        "when the mmu_gather is finished. When the parent exits as well, the last reference "
+        "goes and the page returns to the allocator. The firmware pages never noticed.",
+        _Story.step_e,
+    ),
+    (
+        "f",
+        "the machine log and the invariant check",
+        ("print_bad_pte",),
+        "print_bad_pte fires when vm_normal_page meets a pfn with no struct page outside the "
+        "vm_pgoff rule; pfnmap keeps its lines in the machine log. This story should leave "
+        "none. check_invariants is pfnmap's own audit, not a kernel function: it rebuilds every "
+        "struct page count, mapcount and rss counter from the page tables and compares. It "
+        "ran after every step.",
+        _Story.step_f,
+    ),
+)
+
+
+def run_demo(machine: Machine) -> DemoResult:
+    """Play the story on ``machine`` (best a fresh one) and return every step's outcome.
+
+    Raises :class:`DemoError` when a step fails; invariant failures and bad ptes are not
+    failures of the run, they are recorded in the result (see :attr:`DemoResult.ok`).
+    """
+    arch = machine.arch
+    io = machine.phys.io_regions[0]
+    result = DemoResult(
+        arch=arch.name,
+        description=arch.description,
+        page_size=arch.page_size,
+        pte_bytes=arch.pte_level.entry_bytes,
+        byteorder=arch.byteorder,
+        ram_bytes=machine.phys.ram_bytes,
+        io_region=(io.name, io.start, io.size),
+        rules=machine.rules.name,
+    )
+    recorder = _Recorder(machine)
+    pm = machine.plugin_manager
+    pm.register(recorder)
+    try:
+        try:
+            story = _Story(machine, recorder)
+        except PfnmapError as exc:  # spawning the parent belongs to the first step
+            key, title = _STEPS[0][:2]
+            raise DemoError(arch.name, key, title, exc) from exc
+        for key, title, kernel, why, play in _STEPS:
+            step = StepResult(key, title, kernel, why)
+            faults, bad = len(recorder.faults), len(recorder.bad)
+            try:
+                play(story, step)
+            except PfnmapError as exc:
+                raise DemoError(arch.name, key, title, exc) from exc
+            step.faults = recorder.faults[faults:]
+            step.bad_ptes = recorder.bad[bad:]
+            step.facts["faults"] = len(step.faults)
+            try:
+                machine.check_invariants()
+            except InvariantError as exc:
+                step.invariants = str(exc)
+            result.steps.append(step)
+    finally:
+        pm.unregister(recorder)
+    result.log = list(machine.log)
+    result.bad_ptes = list(machine.bad_ptes)
+    result.steps[-1].facts["invariants_ok"] = result.invariants_ok
+    return result
+
+
+# rendering ----------------------------------------------------------------------------------
+#: the flags remap_pfn_range adds: what this story is about
+_PFN_FLAGS = {"VM_IO", "VM_RESERVED", "VM_PFNMAP"}
+_VERDICT_STYLE = {
+    Verdict.RAW_PFN: "bold cyan",
+    Verdict.COWED: "bold magenta",
+    Verdict.NORMAL: "bold green",
+    Verdict.BAD: "bold red",
+}
+
+
+def format_size(n: int) -> str:
+    """4096 -> "4 KiB"; sizes that are not a whole unit stay in bytes."""
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n} B"
+
+
+def _hex_entry(result: DemoResult, value: int) -> str:
+    return f"{value:0{result.pte_bytes * 2}x}"
+
+
+def _fields(fields: dict[str, Any]) -> str:
+    """The set bits and non-zero fields of a decoded entry, in layout order."""
+    parts = []
+    for name, value in fields.items():
+        if isinstance(value, bool):
+            if value:
+                parts.append(name)
+        elif isinstance(value, int) and value:
+            parts.append(f"{name}={value:#x}")
+    return " ".join(parts) or "(all zero)"
+
+
+def _field_changes(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """What differs between two decodes of an entry: ``-rw`` for a cleared bit, ``+x`` set."""
+    parts = []
+    for name, value in after.items():
+        old = before.get(name)
+        if old == value:
+            continue
+        if isinstance(value, bool):
+            parts.append(f"{'+' if value else '-'}{name}")
+        else:
+            parts.append(f"{name}={value:#x}")
+    return " ".join(parts) or "unchanged"
+
+
+def _verdict(row: PteRow) -> Text:
+    text = Text(str(row.verdict or "-"), style=_VERDICT_STYLE.get(row.verdict, ""))
+    text.append(f"\n{row.reason}", style="dim")
+    return text
+
+
+def _table(title: str | None = None) -> Table:
+    return Table(title=title, title_justify="left", title_style="bold", header_style="bold")
+
+
+def _render_vmas(console: Console, step: StepResult) -> None:
+    for v in step.vmas:
+        head = Text(f"vma of {v.task}: ", style="bold")
+        head.append(f"{v.start:#x}-{v.end:#x} {v.backing}, vm_pgoff {v.pgoff:#x}")
+        first = next((r for r in step.ptes if r.task == v.task and r.address == v.start), None)
+        if first is not None and first.pfn == v.pgoff:
+            head.append(" (= the pfn mapped at vm_start)")
+        console.print(head)
+        flags = Text(f"  vm_flags {v.vm_flags:#x} = ")
+        for i, name in enumerate(v.flags):
+            flags.append(("|" if i else "") + name, style="bold" if name in _PFN_FLAGS else "")
+        console.print(flags, overflow="fold")
+
+
+def _pte_table(result: DemoResult, step: StepResult) -> Table:
+    who = len({(r.task, r.stage) for r in step.ptes}) > 1
+    table = _table("ptes: the raw entry, then the fields it has set, decoded by the arch's layout")
+    if who:
+        table.add_column("task")
+    table.add_column("vaddr", no_wrap=True)
+    table.add_column("pte", min_width=result.pte_bytes * 2)
+    table.add_column("pfn", justify="right", no_wrap=True)
+    table.add_column("struct page")
+    table.add_column("vm_normal_page says", ratio=1)
+    for row in step.ptes:
+        cells: list[Any] = [row.task + (f"\n{row.stage}" if row.stage else "")] if who else []
+        cells += [
+            f"{row.address:#x}",
+            Text(_hex_entry(result, row.raw)).append(f"\n{_fields(row.fields)}", style="dim"),
+            "-" if row.pfn is None else f"{row.pfn:#x}",
+            "yes" if row.has_struct_page else "no",
+            _verdict(row),
+        ]
+        table.add_row(*cells)
+    return table
+
+
+def _fork_table(result: DemoResult, step: StepResult) -> Table:
+    """Step (d): each mapping's pte in the parent before and after fork and in the child."""
+    before = step.rows("parent", "before fork")
+    after = step.rows("parent", "after fork")
+    child = step.rows("child", "after fork")
+    table = _table("ptes around fork (second line: the bits that differ from the parent's pte)")
+    for col in ("mapping", "parent before fork", "parent after fork", "child"):
+        table.add_column(col, no_wrap=col != "mapping")
+    table.add_column("vm_normal_page says (child)", ratio=1)
+    labels = step.facts["labels"]
+    for label, b, a, c in zip(labels, before, after, child, strict=True):
+        table.add_row(
+            f"{label}\n{b.address:#x}",
+            _hex_entry(result, b.raw),
+            Text(_hex_entry(result, a.raw)).append(
+                f"\n{_field_changes(b.fields, a.fields)}", style="dim"
+            ),
+            Text(_hex_entry(result, c.raw)).append(
+                f"\n{_field_changes(b.fields, c.fields)}", style="dim"
+            ),
+            _verdict(c),
+        )
+    return table
+
+
+def _page_table(step: StepResult) -> Table:
+    table = _table("struct pages")
+    for col in ("page", "when", "count", "mapcount", "flags", "mapping"):
+        table.add_column(col, justify="right" if col in ("count", "mapcount") else "left")
+    for track in step.pages:
+        for i, (stage, info) in enumerate(track.snapshots):
+            table.add_row(
+                track.label if i == 0 else "",
+                stage,
+                str(info.count),
+                str(info.mapcount),
+                ",".join(info.flags) or "-",
+                "-" if info.mapping is None else str(info.mapping).strip("<>"),
+            )
+    return table
+
+
+def _step_footer(step: StepResult) -> Text:
+    text = Text()
+    for line in step.data:
+        text.append(f"data: {line}\n")
+    if step.rss:
+        rss = "; ".join(
+            f"{task} file_rss={c['file_rss']} anon_rss={c['anon_rss']}"
+            for task, c in step.rss.items()
+        )
+        text.append(f"rss{' ' + step.rss_when if step.rss_when else ''}: {rss}\n")
+    faults = ", ".join(
+        f"{'write' if f.write else 'read'} at {f.address:#x} -> VM_FAULT_{f.result_name}"
+        for f in step.faults
+    )
+    text.append(f"page faults: {len(step.faults)}" + (f" ({faults})" if faults else ""))
+    text.append(f", print_bad_pte lines: {len(step.bad_ptes)}, check_invariants: ")
+    text.append(*_invariants(step))
+    return text
+
+
+def _invariants(step: StepResult) -> tuple[str, str]:
+    if step.invariants is None:
+        return "ok", "green"
+    return f"FAILED\n{step.invariants}", "bold red"
+
+
+def render_demo(console: Console, result: DemoResult) -> None:
+    """The full report of one run: a section per step with its tables and explanations."""
+    io_name, io_start, io_size = result.io_region
+    last_pfn = result.ram_bytes // result.page_size - 1
+    console.rule(Text(f"pfnmap demo on {result.arch}", style="bold"))
+    console.print(Text(result.description, style="italic"))
+    console.print(
+        f"{format_size(result.page_size)} pages, {result.pte_bytes}-byte {result.byteorder}-endian "
+        f"ptes, kernel rules: {result.rules}\n"
+        f"RAM {format_size(result.ram_bytes)} = pfn 0x0-{last_pfn:#x} (struct pages); "
+        f"I/O region {io_name} at {io_start:#x}-{io_start + io_size:#x} "
+        f"(no struct pages)",
+        markup=False,
+    )
+    for step in result.steps:
+        console.print()
+        console.rule(Text(f"({step.key}) {step.title}", style="bold"), align="left")
+        console.print(Text("kernel path: " + " -> ".join(step.kernel), style="bold blue"))
+        console.print(step.why, markup=False)
+        _render_vmas(console, step)
+        if step.key == "d":
+            console.print(_fork_table(result, step))
+        elif step.ptes:
+            console.print(_pte_table(result, step))
+        if step.pages:
+            console.print(_page_table(step))
+        for note in step.notes:
+            console.print(Text(note, style="yellow"))
+        if step.key == "f":
+            _render_summary(console, result)
+        else:
+            console.print(_step_footer(step))
+
+
+def _render_summary(console: Console, result: DemoResult) -> None:
+    if result.log:
+        console.print(Text("machine log:", style="bold"))
+        for line in result.log:
+            console.print(Text(f"  {line}", style="red" if "Bad pte" in line else ""))
+    else:
+        console.print("machine log: empty (no print_bad_pte line, as expected)")
+    table = _table("after every step")
+    for col in ("step", "page faults", "print_bad_pte", "check_invariants"):
+        table.add_column(col)
+    for step in result.steps:
+        table.add_row(
+            f"({step.key}) {step.title}",
+            str(len(step.faults)),
+            str(len(step.bad_ptes)),
+            Text(*_invariants(step)),
+        )
+    console.print(table)
+    verdict = Text("result: ", style="bold")
+    if result.ok:
+        verdict.append("no bad pte, every invariant check passed", style="bold green")
+    else:
+        verdict.append("bad ptes or failed invariant checks, see above", style="bold red")
+    console.print(verdict)
+
+
+def _compare_rows() -> list[tuple[str, Callable[[DemoResult], str]]]:
+    """(label, value) rows of the comparison; values kept short so five arches fit in 120."""
+
+    def pte(key: str, task: str, stage: str, index: int = 0) -> Callable[[DemoResult], PteRow]:
+        return lambda r: r.step(key).rows(task, stage)[index]
+
+    def raw(key: str, task: str, stage: str, index: int = 0) -> Callable[[DemoResult], str]:
+        get = pte(key, task, stage, index)
+        return lambda r: _hex_entry(r, get(r).raw)
+
+    def verdict(key: str, task: str, stage: str, index: int = 0) -> Callable[[DemoResult], str]:
+        get = pte(key, task, stage, index)
+        return lambda r: get(r).verdict.name if get(r).verdict else "-"
+
+    def counts(key: str, track: int = 0) -> Callable[[DemoResult], str]:
+        return lambda r: " ".join(
+            f"{i.count}/{i.mapcount}" for _, i in r.step(key).pages[track].snapshots
+        )
+
+    def copy_source(r: DemoResult) -> str:
+        c = r.step("c").facts
+        return {"shifted": f"va+{c['offset']:#x}", "aligned": "va&PAGE_MASK"}.get(
+            c["copy_source"], c["copy_source"]
+        )
+
+    def rss(key: str, task: str) -> Callable[[DemoResult], str]:
+        return lambda r: "{file_rss}/{anon_rss}".format(**r.step(key).rss[task])
+
+    return [
+        ("page size", lambda r: format_size(r.page_size)),
+        ("pte size, byte order", lambda r: f"{r.pte_bytes} B, {r.byteorder}"),
+        ("(a) I/O pte", raw("a", "parent", "")),
+        ("(a) pfn (no struct page)", lambda r: f"{r.step('a').ptes[0].pfn:#x}"),
+        ("(a) vm_normal_page", verdict("a", "parent", "")),
+        ("(a) rss file/anon", rss("a", "parent")),
+        ("(b) RAM pte", raw("b", "parent", "")),
+        ("(b) vm_normal_page", verdict("b", "parent", "")),
+        ("(b) count/map before, after", counts("b")),
+        ("(c) pte before write", raw("c", "parent", "before write")),
+        ("(c) pte after write", raw("c", "parent", "after write")),
+        ("(c) vm_normal_page", verdict("c", "parent", "after write")),
+        ("(c) rss file/anon", rss("c", "parent")),
+        ("(c) cow_user_page copied", copy_source),
+        ("(c) payload read back", lambda r: "ok" if r.step("c").facts["payload_ok"] else "WRONG"),
+        ("(d) parent COWed pte", raw("d", "parent", "after fork", 2)),
+        ("(d) child COWed pte", raw("d", "child", "after fork", 2)),
+        ("(d) child raw pte", raw("d", "child", "after fork", 3)),
+        ("(d) child raw pte is", verdict("d", "child", "after fork", 3)),
+        ("(d) COWed count/map", counts("d")),
+        ("(d) child rss file/anon", rss("d", "child")),
+        ("(e) COWed count/map", counts("e")),
+        ("(f) print_bad_pte lines", lambda r: str(len(r.bad_ptes))),
+        ("(f) invariants", lambda r: "ok" if r.invariants_ok else "FAILED"),
+    ]
+
+
+def semantic_signature(result: DemoResult) -> tuple:
+    """What must not depend on the encoding: verdicts, counts, rss, the COW's data."""
+    sig: list[Any] = []
+    for step in result.steps:
+        sig.append(tuple((r.task, r.stage, r.verdict, r.has_struct_page) for r in step.ptes))
+        sig.append(
+            tuple(tuple((i.count, i.mapcount, i.flags) for _, i in t.snapshots) for t in step.pages)
+        )
+        sig.append(tuple(sorted((k, tuple(sorted(v.items()))) for k, v in step.rss.items())))
+        sig.append(step.invariants is None)
+    c = result.step("c").facts
+    sig += [c["copy_source"], c["payload_ok"], len(result.bad_ptes)]
+    return tuple(sig)
+
+
+def render_comparison(console: Console, results: list[DemoResult]) -> None:
+    """One column per arch: the same story, different encodings, the same decisions."""
+    console.print()
+    console.rule(Text("the same story on every arch", style="bold"))
+    table = _table()
+    table.caption = (
+        "count/map: struct page count/mapcount at each stage of the step (see its section). "
+        "RAW_PFN: vm_normal_page returned NULL; COWED: it returned the COWed anonymous page."
+    )
+    table.caption_justify = "left"
+    table.add_column("", no_wrap=True)
+    for r in results:
+        table.add_column(r.arch, overflow="fold")
+    for label, get in _compare_rows():
+        table.add_row(label, *(get(r) for r in results))
+    console.print(table)
+    if len({semantic_signature(r) for r in results}) == 1:
+        console.print(
+            Text(
+                "Every arch made the same decisions: the same verdicts, struct page counts, "
+                "rss and COW data. Only the bits in the entries differ.",
+                style="green",
+            )
+        )
+    else:
+        console.print(
+            Text(
+                "The arches disagree on verdicts, counts or rss, though the semantics should not "
+                "depend on the encoding: compare the per-arch sections above.",
+                style="bold red",
+            )
+        )
