@@ -423,6 +423,7 @@ def io_pte_values(
     """
     offset &= ~1  # the write-combine hack bit
     prot = arch.pg_iobits
+    step = PAGE_SIZE if rc4_fix else 0
     end = addr + size
     out: list[int] = []
     a = addr
@@ -438,7 +439,6 @@ def io_pte_values(
                 elif not offset & 0xFFFE and pmd_end >= a + 0x10000:
                     run, szbits = 0x10000, arch._PAGE_SZ64K
             entry = arch.mk_pte_io(offset, prot | szbits, space)
-            step = PAGE_SIZE if rc4_fix else 0
             out.extend(entry + k * step for k in range(run >> PAGE_SHIFT))
             a += run
             offset += run

@@ -22,7 +22,8 @@ from rich.text import Text
 from pfnmap import __version__
 from pfnmap.plugins.manager import ArchRegistry, PluginWarning, default_registry
 
-from .demo import DemoError, DemoResult, format_size, render_comparison, render_demo, run_demo
+from .demo import DemoError, DemoResult, run_demo
+from .demo_render import format_size, render_comparison, render_demo
 from .errors import KernelError, PfnmapError, UnknownArch
 from .machine import Machine
 from .physmem import parse_size

@@ -15,7 +15,8 @@ from rich.console import Console
 from pfnmap import Machine, __version__
 from pfnmap import cli as cli_module
 from pfnmap.cli import main, render_arches
-from pfnmap.demo import DemoError, format_size, run_demo
+from pfnmap.demo import DemoError, run_demo
+from pfnmap.demo_render import format_size
 from pfnmap.errors import KernelBug, PluginError
 from pfnmap.plugins.manager import ArchRegistry, PluginWarning, default_registry
 

@@ -21,10 +21,12 @@ from pfnmap.demo import (
     SAMPLE_BYTES,
     DemoError,
     DemoResult,
+    run_demo,
+)
+from pfnmap.demo_render import (
     format_size,
     render_comparison,
     render_demo,
-    run_demo,
     semantic_signature,
 )
 from pfnmap.errors import KernelBug, KernelError, OutOfMemory

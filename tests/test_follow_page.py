@@ -36,7 +36,7 @@ from pfnmap import (
     Machine,
 )
 from pfnmap.constants import FOLL_ANON, FOLL_GET, FOLL_TOUCH, FOLL_WRITE, VM_IO, VM_PFNMAP
-from pfnmap.memory import follow_page
+from pfnmap.memory import follow_page, get_user_pages
 from pfnmap.remap import remap_pfn_range
 
 RW = PROT_READ | PROT_WRITE
@@ -196,6 +196,32 @@ def test_write_gup_replaces_the_zero_page(machine: Machine, proc, page_size: int
     assert rss(proc) == (0, 1)
     assert machine.phys.read(page * page_size, page_size) == bytes(page_size)
     proc.put_pages([page])
+
+
+def test_forced_write_gup_cows_a_read_only_private_mapping(machine: Machine, proc, page_size):
+    """get_user_pages(write=1, force=1) at the seed (6aab341e), the ptrace path: VM_MAYWRITE
+    suffices, do_wp_page COWs the page-cache page but maybe_mkwrite leaves the pte read-only,
+    and VM_FAULT_WRITE drops FOLL_WRITE so the copy is returned instead of faulting again."""
+    arch = machine.arch
+    data = pattern(page_size)
+    inode = machine.create_file("/bin/true", data)
+    addr = proc.mmap(page_size, PROT_READ, MAP_PRIVATE, proc.open("/bin/true"))
+    proc.read(addr, 1)
+    cached = inode.mapping.pages[0]
+    with pytest.raises(KernelError) as info:
+        proc.get_user_pages(addr, 1, write=True)  # no VM_WRITE without force
+    assert info.value.errno == errno.EFAULT
+    [copy] = get_user_pages(proc.mm, addr, 1, write=True, force=True)
+    assert copy != cached and machine.page(copy).anon
+    pte = proc.lookup(addr).raw
+    assert arch.pte_pfn(pte) == copy and not arch.pte_write(pte)
+    assert counts(machine, copy) == (2, 1)  # the pte + gup's reference
+    assert counts(machine, cached) == (1, 0)
+    assert rss(proc) == (0, 1)
+    machine.phys.write(copy * page_size, b"\xcc")  # what ptrace's breakpoint store does
+    machine.phys.put_page(copy)
+    assert proc.read(addr, 2) == b"\xcc" + data[1:2]
+    assert machine.phys.read(cached * page_size, 1) == data[:1]
 
 
 def test_gup_reaches_page_cache_and_driver_pages(machine: Machine, proc, page_size: int):

@@ -461,8 +461,39 @@ def test_io_pte_values_pick_every_run_size(arch: Sparc64) -> None:
     assert {p & _PAGE_PADDR for p in pre[512:576]} == {0xF0400000}
 
 
+@given(
+    va_page=st.integers(0, 4096),
+    pa_page=st.integers(0, 4096),
+    npages=st.integers(1, 1200),
+    space=st.integers(0, 15),
+)
+def test_io_pte_values_are_linear_and_runs_aligned(
+    va_page: int, pa_page: int, npages: int, space: int
+) -> None:
+    """With the rc4 fix every 8K pte's pfn is the base pfn plus its index (what vm_normal_page
+    needs), and every large run is aligned, in VA and PA, to its size and stays in one pmd."""
+    arch = get_arch("sparc64")
+    addr = FB_VA + va_page * PAGE
+    offset = pa_page * PAGE
+    values = io_pte_values(arch, addr, npages * PAGE, offset, space)
+    assert len(values) == npages
+    base = ((space << 32) | offset) >> PAGE_SHIFT
+    k = 0
+    while k < npages:
+        pte = values[k]
+        assert arch.pte_pfn(pte) == base + k
+        size = arch.tte_size(pte)
+        va = addr + k * PAGE
+        assert va % size == 0 and (offset + k * PAGE) % size == 0
+        assert va // (8 * M) == (va + size - 1) // (8 * M)
+        run = values[k : k + size // PAGE]
+        assert len(run) == size // PAGE and {arch.tte_size(p) for p in run} == {size}
+        k += size // PAGE
+
+
 def test_followup_every_pte_is_raw_in_every_run() -> None:
     machine = fb_machine()
+    assert machine.phys.io_regions[0].space == 0  # the default fb0 stays in space 0
     proc = machine.spawn("X")
     addr = map_runs(machine, proc)
     vma = proc.vmas[0]
