@@ -10,6 +10,7 @@ error is the answer when that plugin's arch is asked for by name).
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -39,16 +40,39 @@ def make_plugin_manager(autoload: bool | None = None) -> pluggy.PluginManager:
     if autoload is None:
         autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
     if autoload:
-        try:
-            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-        except Exception as exc:  # an entry point that fails to import
-            warnings.warn(f"could not load a pfnmap plugin: {exc}", PluginWarning, stacklevel=2)
+        load_entry_point_plugins(pm)
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         # pluggy's error carries the plugin object; name it as it was registered
         raise PluginError(pm.get_name(exc.plugin) or repr(exc.plugin), str(exc)) from None
     return pm
+
+
+def load_entry_point_plugins(pm: pluggy.PluginManager, group: str = ENTRY_POINT_GROUP) -> int:
+    """Register every plugin published under ``group``; returns how many were registered.
+
+    Unlike pluggy's ``load_setuptools_entrypoints``, which stops at the first entry point that
+    fails to import, each entry point is loaded on its own: one that fails is reported with a
+    PluginWarning naming it, and the others still load.
+    """
+    count = 0
+    for ep in importlib.metadata.entry_points(group=group):
+        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            warnings.warn(
+                f"could not load pfnmap plugin {ep.name!r} ({ep.value}): "
+                f"{type(exc).__name__}: {exc}",
+                PluginWarning,
+                stacklevel=3,
+            )
+            continue
+        pm.register(plugin, name=ep.name)
+        count += 1
+    return count
 
 
 @dataclass

@@ -285,8 +285,8 @@ def test_access_permission_is_sigsegv(machine: Machine, proc, page_size: int) ->
 
 
 def test_access_running_into_a_hole(machine: Machine, proc, page_size: int) -> None:
-    """A user copy that runs off the end of a mapping stores what fits and faults at the first
-    unmapped byte (do_page_fault's SIGSEGV, at that address)."""
+    """do_page_fault (2.6.15) for a store that runs off the end of a mapping: the bytes inside
+    the vma land, and the first byte past it is SIGSEGV at exactly that address."""
     addr = proc.mmap(page_size)
     with pytest.raises(SegmentationFault) as info:
         proc.write(addr + page_size - 4, b"12345678")
@@ -295,8 +295,9 @@ def test_access_running_into_a_hole(machine: Machine, proc, page_size: int) -> N
 
 
 def test_access_across_two_different_vmas(machine: Machine, proc, page_size: int) -> None:
-    """One write spanning an anon vma and an adjacent shared file vma lands in both; each side
-    is faulted by its own handler (do_anonymous_page, do_no_page)."""
+    """handle_pte_fault at the seed (6aab341e) picks the handler per vma: one write spanning an
+    anon vma and an adjacent shared file vma is served by do_anonymous_page on one side and
+    do_no_page on the other."""
     inode = machine.create_file("/next", bytes(page_size))
     anon = proc.mmap(page_size)
     fd = proc.open("/next", O_RDWR)
@@ -311,8 +312,9 @@ def test_access_across_two_different_vmas(machine: Machine, proc, page_size: int
 
 # fork, exit, files -----------------------------------------------------------------------
 def test_fork_shares_open_files(machine: Machine, proc, page_size: int) -> None:
-    """fork copies the fd table with a reference on each struct file: the child may close its
-    copy and the parent's fd keeps working; a second close is EBADF."""
+    """copy_files / dup_fd (kernel/fork.c, 2.6.15) give the child the parent's struct files
+    with a reference each: the child may close its copy and the parent's fd keeps working;
+    sys_close of a closed fd is EBADF."""
     fd = proc.open("/dev/mem")
     child = proc.fork("child")
     child.close(fd)
@@ -324,7 +326,8 @@ def test_fork_shares_open_files(machine: Machine, proc, page_size: int) -> None:
 
 
 def test_exited_process_refuses_syscalls(machine: Machine, proc, page_size: int) -> None:
-    """After exit the task is gone: every later call is ESRCH."""
+    """After do_exit (2.6.15) the task and its mm are gone; pfnmap answers any later call on
+    the dead Process with ESRCH, as a pid lookup of an exited task would."""
     addr = proc.mmap(page_size)
     proc.exit()
     calls = [
