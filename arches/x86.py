@@ -324,11 +324,11 @@ class I386Arch(X86Arch):
 
     pgprot_shared_nx = False  # i386 PAGE_SHARED and PAGE_SHARED_EXEC are the same value
 
-    #: ~PAGE_MASK & ~_PAGE_USER: the flag bits pmd_bad() compares (PAGE_MASK is 32-bit)
-    _PMD_BAD_BITS: ClassVar[int] = 0xFFF & ~0x004
-
     def __init__(self) -> None:
         super().__init__()
+        #: ~PAGE_MASK & ~_PAGE_USER: the flag bits pmd_bad() compares (PAGE_MASK is 32-bit,
+        #: so neither NX nor the PAE high address bits take part)
+        self._pmd_bad_bits = ((1 << PAGE_SHIFT) - 1) & ~self._PAGE_USER
         # pte_pfn() returns an unsigned long: 32 bits of pfn, i.e. PA bits 12..43 under PAE
         self.pte_pfn_mask = (((1 << 32) - 1) << PAGE_SHIFT) & self.supported_pte_mask
         # pte_modify(): pte_low &= _PAGE_CHG_MASK (PTE_MASK is PAGE_MASK, 32-bit); under PAE
@@ -345,4 +345,4 @@ class I386Arch(X86Arch):
         a not-accessed entry is bad). pgd_bad and pud_bad are 0 in both i386 modes: the levels
         they would check are folded (2-level) or are the PAE PDPT, handled by the PAE class.
         """
-        return (entry & self._PMD_BAD_BITS) != self._KERNPG_TABLE
+        return (entry & self._pmd_bad_bits) != self._KERNPG_TABLE

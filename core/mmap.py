@@ -215,8 +215,12 @@ def remove_vma(vma: VmArea) -> None:
 
 
 def do_mprotect(mm: MmStruct, start: int, length: int, prot: int) -> None:
-    """sys_mprotect(): new VM_READ/WRITE/EXEC on every vma of the range (ENOMEM for a hole,
-    EACCES for a permission the vma's VM_MAY* bits do not allow)."""
+    """sys_mprotect(): new VM_READ/WRITE/EXEC vma by vma over the range.
+
+    As in 2.6.15 the vmas are changed one after the other: a hole (ENOMEM) or a vma whose
+    VM_MAY* bits refuse the new protection (EACCES) stops the walk there, and the vmas before
+    it keep their new protection.
+    """
     arch = mm.machine.arch
     if start & (arch.page_size - 1):
         raise KernelError(errno.EINVAL, f"mprotect address {start:#x} is not page aligned")
@@ -225,25 +229,28 @@ def do_mprotect(mm: MmStruct, start: int, length: int, prot: int) -> None:
         raise KernelError(errno.ENOMEM, "range wraps")
     if end == start:
         return
-    vmas = mm.vmas_in(start, end)
-    cursor = start
-    for vma in vmas:
-        if vma.vm_start > cursor:
-            break
-        cursor = vma.vm_end
-    if not vmas or vmas[0].vm_start > start or cursor < end:
-        raise KernelError(errno.ENOMEM, f"[{start:#x}, {end:#x}) is not fully mapped")
     wanted = _calc_vm_prot_bits(prot)
-    for vma in vmas:
+    vma = mm.find_vma(start)
+    if vma is None or vma.vm_start > start:
+        raise KernelError(errno.ENOMEM, f"{start:#x} is not mapped")
+    nstart = start
+    while True:
         newflags = wanted | (vma.vm_flags & ~(VM_READ | VM_WRITE | VM_EXEC))
-        if (newflags & ~(newflags >> 4)) & 0xF:
+        # newflags >> 4 puts VM_MAY* where VM_* are: asking for a bit the vma may not have
+        if (newflags & ~(newflags >> 4)) & (VM_READ | VM_WRITE | VM_EXEC):
             raise KernelError(errno.EACCES, f"{vma!r} may not get {prot:#x}")
-    for vma in list(vmas):
-        if vma.vm_start < start:
-            vma = split_vma(mm, vma, start)
-        if vma.vm_end > end:
-            split_vma(mm, vma, end)
-        mprotect_fixup(vma, wanted | (vma.vm_flags & ~(VM_READ | VM_WRITE | VM_EXEC)))
+        if vma.vm_start < nstart:
+            vma = split_vma(mm, vma, nstart)
+        tmp = min(vma.vm_end, end)
+        if vma.vm_end > tmp:
+            split_vma(mm, vma, tmp)
+        mprotect_fixup(vma, newflags)
+        nstart = tmp
+        if nstart >= end:
+            return
+        vma = mm.find_vma(nstart)
+        if vma is None or vma.vm_start != nstart:
+            raise KernelError(errno.ENOMEM, f"{nstart:#x} is not mapped")
 
 
 def mprotect_fixup(vma: VmArea, newflags: int) -> None:

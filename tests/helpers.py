@@ -10,13 +10,13 @@ import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from pfnmap import SEED, Machine, Process
+from pfnmap import SEED, IORegion, Machine, Process
 from pfnmap.constants import VM_INSERTPAGE, VM_IO, VM_PFNMAP
 from pfnmap.mm import VmArea
 from pfnmap.pgtable import pte_offset
 
 
-def io_region(machine: Machine):
+def io_region(machine: Machine) -> IORegion:
     """The default device region ("fb0"), beyond RAM and without struct pages."""
     return machine.phys.io_regions[0]
 
@@ -45,12 +45,6 @@ def vma_at(proc: Process, addr: int) -> VmArea:
 def pte_slot(proc: Process, addr: int) -> int | None:
     """Physical address of the pte slot for ``addr`` (None when no pte table covers it)."""
     return pte_offset(proc.mm, addr)
-
-
-def pte_at(proc: Process, addr: int) -> int:
-    """The raw pte for ``addr``, 0 when there is no pte table."""
-    slot = pte_slot(proc, addr)
-    return proc.machine.tables.read_pte(slot) if slot is not None else 0
 
 
 def counts(machine: Machine, pfn: int) -> tuple[int, int]:

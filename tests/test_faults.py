@@ -126,6 +126,47 @@ def test_after_fork_the_writer_copies_and_the_last_one_reuses(machine: Machine, 
     assert rss(proc) == (0, 1) and rss(child) == (0, 1)
 
 
+def test_mprotect_after_fork_does_not_map_early(machine: Machine, proc, page_size: int):
+    """Replays the mm selftest cow.c "mprotect optimisation" case against do_wp_page at the
+    seed (6aab341e): after fork, mprotect(R) then mprotect(RW) must not make the shared page
+    writable, so the parent's write still copies and the child keeps the old data."""
+    arch = machine.arch
+    addr = proc.mmap(page_size)
+    proc.write(addr, b"old")
+    old = pfn_of(proc, addr)
+    child = proc.fork("child")
+    proc.mprotect(addr, page_size, PROT_READ)
+    proc.mprotect(addr, page_size, RW)
+    assert not arch.pte_write(proc.lookup(addr).raw)
+    proc.write(addr, b"new")
+    assert pfn_of(proc, addr) != old
+    assert child.read(addr, 3) == b"old"
+
+
+def test_private_write_leaves_other_mappings_alone(machine: Machine, proc, page_size: int):
+    """Replays cow.c's "basic COW" for non-anonymous private mappings against do_wp_page at the
+    seed (6aab341e): writing a private mapping backed by the ZERO_PAGE or by the page cache
+    changes neither a second private mapping nor a shared one of the same file."""
+    zeros = [proc.mmap(page_size) for _ in range(2)]
+    for addr in zeros:
+        proc.read(addr, 1)
+    proc.write(zeros[0], b"not zero")
+    assert proc.read(zeros[1], 8) == bytes(8)
+    assert machine.phys.read(machine.phys.zero_pfn * page_size, page_size) == bytes(page_size)
+
+    data = pattern(page_size, 2)
+    machine.create_file("/tmpfile", data)
+    fd = proc.open("/tmpfile")
+    private = proc.mmap(page_size, RW, MAP_PRIVATE, fd)
+    other_private = proc.mmap(page_size, RW, MAP_PRIVATE, fd)
+    shared = proc.mmap(page_size, RW, MAP_SHARED, fd)
+    for addr in (private, other_private, shared):
+        proc.read(addr, 1)
+    proc.write(private, b"mine")
+    assert proc.read(other_private, 4) == data[:4]
+    assert proc.read(shared, 4) == data[:4]
+
+
 def test_raw_pfn_is_never_reused(machine: Machine, proc, page_size: int) -> None:
     """do_wp_page at the seed (6aab341e): a raw PFN has no struct page, so every private writer
     gets its own copy and anon_rss + 1 with no file_rss to give back; the device keeps its

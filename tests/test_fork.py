@@ -98,6 +98,25 @@ def test_raw_ptes_in_cow_vma_are_write_protected_uncounted(machine: Machine, pro
     assert rss(proc) == (0, 1)
 
 
+def test_cowed_page_in_pfnmap_vma_is_counted_at_fork(machine: Machine, proc, page_size):
+    """copy_one_pte at the seed (6aab341e): in a private /dev/mem vma only the COWed anon page
+    (vm_normal_page non-NULL) takes a reference, a mapcount and the child's anon_rss; both
+    sides keep telling it apart from the raw ptes around it."""
+    fd = proc.open("/dev/mem")
+    addr = proc.mmap(3 * page_size, RW, MAP_PRIVATE, fd, offset=io_pfn(machine) * page_size)
+    proc.write(addr + page_size, b"cowed")
+    cowed = pfn_of(proc, addr + page_size)
+    child = proc.fork("child")
+    assert counts(machine, cowed) == (2, 2)
+    assert rss(child) == (0, 1)
+    for task in (proc, child):
+        assert task.lookup(addr + page_size).verdict is Verdict.COWED
+        assert task.lookup(addr).verdict is Verdict.RAW_PFN
+        assert task.lookup(addr + 2 * page_size).verdict is Verdict.RAW_PFN
+    assert child.read(addr + page_size, 5) == b"cowed"
+    assert not machine.bad_ptes
+
+
 def test_raw_ram_pte_in_cow_vma_is_not_counted(machine: Machine, proc, page_size: int) -> None:
     """copy_one_pte at the seed (6aab341e): a private /dev/mem mapping of a RAM page is raw;
     fork copies the pte without get_page, page_dup_rmap or rss."""

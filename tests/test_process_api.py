@@ -197,11 +197,6 @@ def test_mprotect_errors(machine: Machine, proc, page_size: int) -> None:
     proc.write(private, b"ok")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sys_mprotect of 2.6.15 changes the vmas before the hole, then returns ENOMEM; "
-    "pfnmap's do_mprotect checks the whole range first and changes nothing",
-)
 def test_mprotect_up_to_a_hole_changes_what_precedes_it(machine: Machine, proc, page_size):
     """sys_mprotect (mm/mprotect.c, 2.6.15) walks the vmas applying mprotect_fixup as it goes
     and only finds the hole after the first vma: that vma is already read-only when ENOMEM

@@ -162,6 +162,7 @@ def test_rc6_partial_remap_of_cow_vma_is_einval(arch_name: str) -> None:
         remap_pfn_range(svma, shared + page_size, other, page_size, svma.vm_page_prot)
         assert svma.vm_pgoff == io_pfn(machine)
         assert proc.lookup(shared + page_size).pfn == other
+        assert proc.lookup(shared + page_size).verdict is Verdict.RAW_PFN
 
 
 def test_remap_across_a_pte_table_boundary(machine: Machine, proc, page_size: int) -> None:

@@ -118,6 +118,30 @@ def test_cowed_page_in_pfnmap_vma_is_normal(machine: Machine, proc, page_size: i
         assert proc.lookup(addr + k * page_size).verdict is Verdict.RAW_PFN
 
 
+def test_holes_of_a_cow_pfnmap_vma_fault_normal_pages(machine: Machine, proc, page_size):
+    """do_anonymous_page and vm_normal_page at the seed (6aab341e), kernel-reference §3.10: a
+    COW VM_PFNMAP vma whose remap left a hole faults the hole like anonymous memory (no
+    ->nopage); the ZERO_PAGE and the anon page there fail the linear rule and are normal."""
+    addr = proc.mmap(4 * page_size)
+    vma = vma_at(proc, addr)
+    remap_pfn_range(vma, addr, io_pfn(machine), 2 * page_size, vma.vm_page_prot)
+    zero = machine.phys.zero_pfn
+    zero_before = counts(machine, zero)
+    assert proc.read(addr + 2 * page_size, 8) == bytes(8)
+    proc.write(addr + 3 * page_size, b"hole")
+    assert proc.lookup(addr + 2 * page_size).pfn == zero
+    assert proc.lookup(addr + 2 * page_size).verdict is Verdict.COWED
+    anon = proc.lookup(addr + 3 * page_size)
+    assert anon.verdict is Verdict.COWED and machine.page(anon.pfn).anon
+    assert counts(machine, zero) == (zero_before[0] + 1, zero_before[1] + 1)
+    assert rss(proc) == (1, 1)
+    assert proc.lookup(addr).verdict is Verdict.RAW_PFN
+    proc.munmap(addr, 4 * page_size)
+    assert counts(machine, zero) == zero_before
+    assert counts(machine, anon.pfn) == (0, 0)
+    assert rss(proc) == (0, 0)
+
+
 def test_zero_page_is_a_normal_page(machine: Machine, proc, page_size: int) -> None:
     """vm_normal_page at the seed (6aab341e) returns reserved pages such as the ZERO_PAGE as
     normal pages (the source comment says so); they are counted like any other."""

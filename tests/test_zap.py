@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from helpers import counts, io_bytes, io_pfn, pattern, pfn_of, rss, vma_at
 
-from pfnmap import MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, Machine, Verdict
+from pfnmap import MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, Machine, Verdict
 from pfnmap.memory import zap_page_range
 
 RW = PROT_READ | PROT_WRITE
@@ -173,6 +173,25 @@ def test_partial_munmap_keeps_the_pfnmap_linear_rule(machine: Machine, proc, pag
         assert proc.read(va, 16) == io_bytes(machine, k * page_size, 16)
     proc.munmap(addr, npages * page_size)
     assert not proc.vmas
+    assert not machine.bad_ptes
+
+
+def test_pfnmap_hole_can_be_mapped_again(machine: Machine, proc, page_size: int) -> None:
+    """Replays the mm selftest pfnmap.c case "munmap the first page of a two-page PFNMAP, then
+    mmap it again while the second is still mapped": zap_pte_range (6aab341e) cleared the raw
+    pte, so the MAP_FIXED /dev/mem mapping finds pte_none and both halves are linear again."""
+    base = io_pfn(machine)
+    fd = proc.open("/dev/mem")
+    addr = proc.mmap(2 * page_size, PROT_READ, MAP_SHARED, fd, offset=base * page_size)
+    proc.munmap(addr, page_size)
+    again = proc.mmap(
+        page_size, PROT_READ, MAP_SHARED | MAP_FIXED, fd, offset=base * page_size, addr=addr
+    )
+    assert again == addr
+    for k in range(2):
+        info = proc.lookup(addr + k * page_size)
+        assert info.verdict is Verdict.RAW_PFN and info.pfn == base + k
+        assert proc.read(addr + k * page_size, 8) == io_bytes(machine, k * page_size, 8)
     assert not machine.bad_ptes
 
 
