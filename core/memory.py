@@ -42,8 +42,12 @@ from .pgtable import _upper_entry_ok, alloc_table
 from .reports import BadPteReport
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .arch import Arch
     from .mm import MmStruct, VmArea
     from .physmem import PhysMem
+    from .rules import KernelRules
 
 
 class Verdict(StrEnum):
@@ -56,36 +60,58 @@ class Verdict(StrEnum):
     BAD = "bad pte"
 
 
-def vm_normal_page_verdict(vma: VmArea, addr: int, pte: int) -> tuple[Verdict, int, str]:
-    """The decision of vm_normal_page() without its side effect (print_bad_pte).
+def classify_pte(
+    arch: Arch,
+    rules: KernelRules,
+    pfn_valid: Callable[[int], bool],
+    vm_flags: int,
+    vm_start: int,
+    vm_pgoff: int,
+    addr: int,
+    pte: int,
+) -> tuple[Verdict, int, str]:
+    """vm_normal_page()'s decision from plain values: the verdict, the pfn and a reason.
 
-    Returns the verdict, the pte's pfn and a one-line reason.
+    The one place the rule lives. It needs no machine, so the dump decoder applies it to a
+    pte read from an image with vma and RAM hints, exactly as the emulator does.
     """
-    machine = vma.vm_mm.machine
-    arch = machine.arch
     if not arch.pte_present(pte):
         return Verdict.NOT_PRESENT, 0, "pte is not present"
     pfn = arch.pte_pfn(pte)
-    flags = vma.vm_flags
-    if flags & VM_PFNMAP:
-        off = (addr - vma.vm_start) >> arch.page_shift
-        if pfn == vma.vm_pgoff + off:
+    if vm_flags & VM_PFNMAP:
+        off = (addr - vm_start) >> arch.page_shift
+        if pfn == vm_pgoff + off:
             return (
                 Verdict.RAW_PFN,
                 pfn,
-                f"VM_PFNMAP and pfn {pfn:#x} == vm_pgoff {vma.vm_pgoff:#x} + {off}",
+                f"VM_PFNMAP and pfn {pfn:#x} == vm_pgoff {vm_pgoff:#x} + {off}",
             )
-        if machine.rules.vm_normal_page_is_cow_test and not is_cow_mapping(flags):
+        if rules.vm_normal_page_is_cow_test and not is_cow_mapping(vm_flags):
             return Verdict.RAW_PFN, pfn, "VM_PFNMAP and not a COW mapping: every pte is raw"
-    if not machine.phys.pfn_valid(pfn):
+    if not pfn_valid(pfn):
         return Verdict.BAD, pfn, f"pfn {pfn:#x} has no struct page (pfn_valid fails)"
-    if flags & VM_PFNMAP:
+    if vm_flags & VM_PFNMAP:
         return (
             Verdict.COWED,
             pfn,
             f"VM_PFNMAP but pfn {pfn:#x} != vm_pgoff + offset: a COWed anonymous page",
         )
     return Verdict.NORMAL, pfn, f"pfn {pfn:#x} is RAM with a struct page"
+
+
+def vm_normal_page_verdict(vma: VmArea, addr: int, pte: int) -> tuple[Verdict, int, str]:
+    """The decision of vm_normal_page() for a vma of the machine, without print_bad_pte."""
+    machine = vma.vm_mm.machine
+    return classify_pte(
+        machine.arch,
+        machine.rules,
+        machine.phys.pfn_valid,
+        vma.vm_flags,
+        vma.vm_start,
+        vma.vm_pgoff,
+        addr,
+        pte,
+    )
 
 
 def vm_normal_page(vma: VmArea, addr: int, pte: int, caller: str = "vm_normal_page") -> int | None:
