@@ -34,6 +34,8 @@ class TableAccess:
         self.last = len(arch.levels) - 1
         self.pte_struct = self.structs[-1]
         self.pte_bytes = arch.levels[-1].entry_bytes
+        # slot() runs several times per fault: keep its geometry as plain ints
+        self._slot_geometry = [(lv.shift, lv.entries - 1, lv.entry_bytes) for lv in arch.levels]
 
     def read(self, level: int, paddr: int) -> int:
         return self.structs[level].unpack_from(self.ram, paddr)[0]
@@ -51,8 +53,9 @@ class TableAccess:
         return self.phys.table(table, self.arch.levels[level].entries, self.dtypes[level])
 
     def slot(self, level: int, table: int, addr: int) -> int:
-        lv = self.arch.levels[level]
-        return table + ((addr >> lv.shift) & (lv.entries - 1)) * lv.entry_bytes
+        """The physical address of the entry for ``addr`` in ``table`` (p?d_offset)."""
+        shift, index_mask, entry_bytes = self._slot_geometry[level]
+        return table + ((addr >> shift) & index_mask) * entry_bytes
 
 
 def alloc_table(mm: MmStruct) -> int:
