@@ -133,8 +133,9 @@ class Machine:
 
         return self.add_inode(DevBuffer(self, path, npages))
 
-    def add_iomem_device(self, path: str, region: str = "fb0") -> Inode:
-        """A device file whose mmap maps an I/O region with io_remap_pfn_range."""
+    def add_iomem_device(self, path: str, region: str | IORegion = "fb0") -> Inode:
+        """A device file whose mmap maps an I/O region (by name, or any IORegion window, even
+        one over RAM) with io_remap_pfn_range."""
         from .devices import DevIoMem
 
         return self.add_inode(DevIoMem(self, path, region))
