@@ -179,6 +179,10 @@ class Arch:
     has_io_spaces: ClassVar[bool] = False
     #: where MK_IOSPACE_PFN puts the space number in a pfn (sparc64: BITS_PER_LONG - 4)
     iospace_shift: ClassVar[int] = 60
+    #: the pte bit the arch gives pte_special() (_PAGE_SPECIAL, from 2.6.26's "mm: introduce
+    #: pte_special pte bit"), or 0 where it spares none: then the kernel keeps vm_normal_page's
+    #: VM_PFNMAP / VM_MIXEDMAP rules. Read only by eras whose rules have ``pte_special``.
+    special_mask: int = 0
 
     #: the names of the pte operations every arch must provide
     PTE_OPERATIONS: ClassVar[tuple[str, ...]] = (
@@ -218,13 +222,11 @@ class Arch:
         for level in self.levels:
             table = leaf = None
             if level.table is not None:
-                table = EntryFormat.from_layout(
-                    f"{level.name}-table", level.table, level.entry_bytes, self.byteorder
-                )
+                table = self._entry_format(f"{level.name}-table", level.table, level.entry_bytes)
                 self.formats[table.name] = table
             if level.leaf is not None:
-                leaf = EntryFormat.from_layout(
-                    level.leaf_name or level.name, level.leaf, level.entry_bytes, self.byteorder
+                leaf = self._entry_format(
+                    level.leaf_name or level.name, level.leaf, level.entry_bytes
                 )
                 self.formats[leaf.name] = leaf
             self.table_formats.append(table)
@@ -232,6 +234,19 @@ class Arch:
         self.pte_format = self.leaf_formats[-1] if self.levels else None
         #: protection_map[vm_flags & (VM_READ|VM_WRITE|VM_EXEC|VM_SHARED)], as __P000..__S111
         self.protection_map: tuple[int, ...] = ()
+
+    # pte_special (2.6.26; a no-op on an arch without a special bit, as in the kernel) ------
+    def pte_special(self, pte: int) -> bool:
+        return bool(pte & self.special_mask)
+
+    def pte_mkspecial(self, pte: int) -> int:
+        return pte | self.special_mask
+
+    def _entry_format(self, name: str, layout: cs.Construct, entry_bytes: int) -> EntryFormat:
+        try:
+            return EntryFormat.from_layout(name, layout, entry_bytes, self.byteorder)
+        except LayoutError as exc:  # name the arch too: a plugin may contribute several
+            raise LayoutError(f"arch {self.name or type(self).__name__!r}: {exc}") from None
 
     # geometry helpers -------------------------------------------------------------------
     @property

@@ -27,6 +27,7 @@ from .demo_render import format_size, render_comparison, render_demo
 from .errors import KernelError, PfnmapError, UnknownArch
 from .machine import Machine
 from .physmem import parse_size
+from .rules import UnknownEra, rules_for
 
 PROG = "pfnmap"
 DEFAULT_RAM = "64M"
@@ -107,7 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SIZE",
         help=f"emulated RAM, e.g. 64M, 1G, 0x4000000 (default: {DEFAULT_RAM})",
     )
+    demo.add_argument(
+        "--era",
+        default="seed",
+        metavar="NAME",
+        help="kernel era whose rules run: unpaged, seed, 2.6.15 or 2.6.26 (default: seed; "
+        "see `pfnmap compare --help`)",
+    )
     demo.set_defaults(func=cmd_demo)
+    from .cli_compare import add_compare_parser
+
+    add_compare_parser(commands)
+    from .cli_decode import add_commands as add_decode_commands
+
+    add_decode_commands(commands)
     return parser
 
 
@@ -169,9 +183,9 @@ def _arch_names(choice: str) -> list[str]:
     return [choice]
 
 
-def _boot(name: str, ram: int) -> Machine:
+def _boot(name: str, ram: int, era: str = "seed") -> Machine:
     try:
-        return Machine(name, ram)
+        return Machine(name, ram, era=era)
     except KernelError as exc:
         # the arch is known, so what the machine refuses is the RAM size
         raise UsageError(
@@ -181,7 +195,11 @@ def _boot(name: str, ram: int) -> Machine:
 
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     names = _arch_names(args.arch)
-    machines = [_boot(name, args.ram) for name in names]
+    try:
+        rules_for(args.era)
+    except UnknownEra as exc:
+        raise UsageError(f"argument --era: {exc}") from None
+    machines = [_boot(name, args.ram, args.era) for name in names]
     results: list[DemoResult] = []
     for machine in machines:
         try:

@@ -29,6 +29,7 @@ VM_HUGETLB = 0x00400000
 VM_NONLINEAR = 0x00800000
 VM_MAPPED_COPY = 0x01000000
 VM_INSERTPAGE = 0x02000000  # 2.6.15-rc6 and later
+VM_MIXEDMAP = 0x10000000  # 2.6.26 and later: struct-page and raw pfns, COW-able
 
 VM_FLAG_NAMES: dict[int, str] = {
     value: name

@@ -119,10 +119,13 @@ def do_anonymous_page(mm: MmStruct, vma: VmArea, address: int, slot: int, write:
     """do_anonymous_page(): a zeroed anon page for a write, the ZERO_PAGE for a read.
 
     The ZERO_PAGE mapping is refcounted, file-rmapped and counted in file_rss, as at the seed.
+    Without ``rules.anon_read_zero_page`` (2.6.24 on) a read fault takes the write path.
     """
     machine = mm.machine
     arch = machine.arch
     phys = machine.phys
+    if not machine.rules.anon_read_zero_page:
+        write = True  # 2.6.24 to 2.6.31: every fault gets its own zeroed page, dirty
     if write:
         anon_vma_prepare(vma)
         try:
@@ -198,11 +201,26 @@ def do_wp_page(mm: MmStruct, vma: VmArea, address: int, slot: int, orig_pte: int
     from the struct page if there is one (cow_user_page / copy_user_highpage), from the user
     address if the pte is a raw PFN (cow_user_page's no-struct-page branch), or freshly zeroed
     for the ZERO_PAGE. The page lock is always free here (one CPU).
+
+    Before the seed (``rules.wp_copy_from_struct_page``, mm/memory.c at ee498ed7) a pte whose
+    pfn has no struct page is print_bad_pte and VM_FAULT_OOM, whatever the vma, and a raw pte
+    (VM_UNPAGED, not page_is_anon) is copied from its struct page; the old page is then left
+    alone, as a raw one is.
     """
     machine = mm.machine
     arch = machine.arch
     phys = machine.phys
+    if machine.rules.wp_copy_from_struct_page and not phys.pfn_valid(arch.pte_pfn(orig_pte)):
+        # before the seed: "Page table corrupted: show pte and kill process. Or it's an
+        # attempt to COW an out-of-map VM_UNPAGED entry, which copy_user_highpage does not
+        # support."
+        print_bad_pte(vma, orig_pte, address, "do_wp_page")
+        return VM_FAULT_OOM
     old_page = vm_normal_page(vma, address, orig_pte, "do_wp_page")
+    # what the copy is made from: old_page, or before the seed the struct page of a raw pte
+    src_page = old_page
+    if old_page is None and machine.rules.wp_copy_from_struct_page:
+        src_page = arch.pte_pfn(orig_pte)
     # the reuse rule: an anon page that only this pte maps is made writable in place
     if (
         old_page is not None
@@ -216,11 +234,11 @@ def do_wp_page(mm: MmStruct, vma: VmArea, address: int, slot: int, orig_pte: int
         phys.get_page(old_page)  # page_cache_get while we copy
     anon_vma_prepare(vma)
     try:
-        if old_page == phys.zero_pfn:
+        if src_page == phys.zero_pfn:
             new_page = phys.alloc_page(zero=True)
         else:
             new_page = phys.alloc_page(zero=False)
-            cow_user_page(mm, vma, new_page, old_page, address)
+            cow_user_page(mm, vma, new_page, src_page, address)
     except OutOfMemory:
         if old_page is not None:
             phys.put_page(old_page)

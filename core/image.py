@@ -200,9 +200,9 @@ class PhysImage:
                 )
             piece_end = min(end, seg.end)
             rel, rel_end = pos - seg.start, piece_end - seg.start
-            if seg.reader is None and pos == paddr and rel_end <= seg.available:
+            if seg.reader is None and pos == paddr and end <= seg.start + seg.available:
                 return seg
-            if rel < seg.filesz and rel_end > seg.available:
+            if seg.available < seg.filesz and rel < seg.filesz and rel_end > seg.available:
                 cut = seg.start + max(rel, seg.available)
                 raise OutsideImage(
                     "truncated",

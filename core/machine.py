@@ -15,7 +15,7 @@ from .pgtable import TableAccess, pgd_alloc
 from .physmem import IORegion, PhysMem, parse_size
 from .process import Process
 from .reports import BadPteReport
-from .rules import SEED, KernelRules
+from .rules import KernelRules, resolve_rules
 
 #: where the default device (a framebuffer-like PCI BAR) sits when RAM leaves room for it
 DEFAULT_IO_BASE = 0xF000_0000
@@ -47,9 +47,12 @@ class Machine:
 
     ``io`` lists the device memory regions beyond RAM (default: one 16 MiB region "fb0" at
     0xF0000000, or just above RAM when RAM reaches that far). ``rules`` picks the kernel's
-    decisions (the seed's by default). ``plugin_manager`` lets a caller use its own pluggy
-    manager, e.g. with a tracer plugin registered. ``arch_options`` are switches an arch plugin
-    documents and reads (``machine.arch_options``).
+    decisions (the seed's by default); ``era`` picks them by name instead ("unpaged", "seed",
+    "2.6.15", "2.6.26": :data:`pfnmap.rules.ERAS`), and ``rules`` also takes such a name.
+    ``plugin_manager`` lets a caller use its own pluggy manager, e.g. with a tracer plugin
+    registered. ``arch_options`` are switches an arch plugin documents and reads
+    (``machine.arch_options``); an era may default some of them (its ``arch_option_defaults``
+    for this arch), and the ones given here win.
     """
 
     def __init__(
@@ -57,9 +60,10 @@ class Machine:
         arch: str | Arch = "x86-64",
         ram: int | str = "64M",
         io: list[IORegion] | None = None,
-        rules: KernelRules = SEED,
+        rules: KernelRules | str | None = None,
         plugin_manager: pluggy.PluginManager | None = None,
         arch_options: dict[str, object] | None = None,
+        era: str | None = None,
     ) -> None:
         from pfnmap.plugins.manager import build_registry, default_plugin_manager, default_registry
 
@@ -71,9 +75,14 @@ class Machine:
             self.arch = registry.get(arch)
         self.hook = pm.hook
         self.plugin_manager = pm
-        self.rules = rules
+        self.rules: KernelRules = resolve_rules(rules, era)
         #: per-arch switches read by arch plugins (e.g. sparc64's io_remap_pfn_range follow-up)
-        self.arch_options: dict[str, object] = dict(arch_options or {})
+        self.arch_options: dict[str, object] = {
+            key: value
+            for key, value in self.rules.arch_option_defaults
+            if key.startswith(f"{self.arch.name}_")
+        }
+        self.arch_options.update(arch_options or {})
         ram_bytes = parse_size(ram)
         if io is None:
             base = max(DEFAULT_IO_BASE, -(-ram_bytes // (1 << 28)) << 28)

@@ -26,6 +26,7 @@ from .constants import (
     VM_LOCKED,
     VM_MAYREAD,
     VM_MAYWRITE,
+    VM_MIXEDMAP,
     VM_PFNMAP,
     VM_READ,
     VM_SHARED,
@@ -69,15 +70,28 @@ def classify_pte(
     vm_pgoff: int,
     addr: int,
     pte: int,
+    page_is_anon: Callable[[int], bool] | None = None,
 ) -> tuple[Verdict, int, str]:
     """vm_normal_page()'s decision from plain values: the verdict, the pfn and a reason.
 
     The one place the rule lives. It needs no machine, so the dump decoder applies it to a
-    pte read from an image with vma and RAM hints, exactly as the emulator does.
+    pte read from an image with vma and RAM hints, exactly as the emulator does. Which rule
+    applies is the era's: ``rules.pte_special`` on an arch with a special bit (2.6.26),
+    ``rules.vm_normal_page_rule`` otherwise ("vm_pgoff" from the seed on, "page_is_anon"
+    before it). ``page_is_anon(pfn)`` answers the pre-seed page_is_anon() for this vma and
+    address; without it (no struct page state, as in a dump) such a pte is taken as raw.
     """
     if not arch.pte_present(pte):
         return Verdict.NOT_PRESENT, 0, "pte is not present"
     pfn = arch.pte_pfn(pte)
+    if rules.pte_special and arch.special_mask:
+        return _vm_normal_page_special(arch, pfn_valid, vm_flags, pfn, pte)
+    if rules.vm_normal_page_rule == "page_is_anon":
+        return _vm_normal_page_unpaged(pfn_valid, vm_flags, pfn, page_is_anon)
+    if vm_flags & VM_MIXEDMAP and rules.vm_mixedmap:
+        if pfn_valid(pfn):
+            return Verdict.NORMAL, pfn, f"VM_MIXEDMAP and pfn {pfn:#x} is pfn_valid: a normal page"
+        return Verdict.RAW_PFN, pfn, f"VM_MIXEDMAP and pfn {pfn:#x} has no struct page"
     if vm_flags & VM_PFNMAP:
         off = (addr - vm_start) >> arch.page_shift
         if pfn == vm_pgoff + off:
@@ -99,18 +113,90 @@ def classify_pte(
     return Verdict.NORMAL, pfn, f"pfn {pfn:#x} is RAM with a struct page"
 
 
+def _vm_normal_page_special(
+    arch: Arch, pfn_valid: Callable[[int], bool], vm_flags: int, pfn: int, pte: int
+) -> tuple[Verdict, int, str]:
+    """2.6.26 on an arch with a special bit: the pte alone decides (7e675137)."""
+    if arch.pte_special(pte):
+        if vm_flags & (VM_PFNMAP | VM_MIXEDMAP):
+            return Verdict.RAW_PFN, pfn, "pte_special: the pte's special bit is set"
+        return (
+            Verdict.BAD,
+            pfn,
+            "a special pte outside a VM_PFNMAP/VM_MIXEDMAP vma (VM_BUG_ON in vm_normal_page)",
+        )
+    if not pfn_valid(pfn):
+        return Verdict.BAD, pfn, f"not special, and pfn {pfn:#x} has no struct page"
+    if vm_flags & VM_PFNMAP:
+        return Verdict.COWED, pfn, f"not special: pfn {pfn:#x} is a COWed page in a PFN vma"
+    return Verdict.NORMAL, pfn, f"not special: pfn {pfn:#x} is a normal page"
+
+
+def _vm_normal_page_unpaged(
+    pfn_valid: Callable[[int], bool],
+    vm_flags: int,
+    pfn: int,
+    page_is_anon: Callable[[int], bool] | None,
+) -> tuple[Verdict, int, str]:
+    """Before the seed (ee498ed7): ``page = pfn_valid(pfn) ? pfn_to_page(pfn) : NULL``, and in a
+    VM_UNPAGED vma the page counts only when page_is_anon() says it is this vma's anonymous
+    page at this address. Outside VM_UNPAGED an invalid pfn is a bad pte."""
+    valid = pfn_valid(pfn)
+    if vm_flags & VM_PFNMAP:  # VM_UNPAGED: the same bit
+        if not valid:
+            return Verdict.RAW_PFN, pfn, f"VM_UNPAGED and pfn {pfn:#x} has no struct page"
+        if page_is_anon is None:
+            return Verdict.RAW_PFN, pfn, "VM_UNPAGED; page_is_anon unknown here: taken as raw"
+        if page_is_anon(pfn):
+            return (
+                Verdict.COWED,
+                pfn,
+                f"VM_UNPAGED and page_is_anon: pfn {pfn:#x} is this vma's anon page here",
+            )
+        return (
+            Verdict.RAW_PFN,
+            pfn,
+            f"VM_UNPAGED and not page_is_anon: pfn {pfn:#x} is not this vma's anon page here",
+        )
+    if not valid:
+        return Verdict.BAD, pfn, f"pfn {pfn:#x} has no struct page (pfn_valid fails)"
+    return Verdict.NORMAL, pfn, f"pfn {pfn:#x} is RAM with a struct page"
+
+
+def page_is_anon(vma: VmArea, addr: int, pfn: int) -> bool:
+    """page_is_anon(page, vma, addr) before the seed: PageAnon, page_mapped, and
+    page_address_in_vma() == addr, i.e. the page's anon_vma is this vma's and its index puts it
+    at exactly this address (mm/memory.c at ee498ed7; rmap.c's vma_address)."""
+    machine = vma.vm_mm.machine
+    phys = machine.phys
+    if not phys.flags[pfn] & PG_anon or phys.mapcount[pfn] <= 0:
+        return False
+    if vma.anon_vma is None or phys.mapping[pfn] is not vma.anon_vma:
+        return False
+    address = vma.vm_start + ((phys.index[pfn] - vma.vm_pgoff) << machine.arch.page_shift)
+    return address == addr
+
+
 def vm_normal_page_verdict(vma: VmArea, addr: int, pte: int) -> tuple[Verdict, int, str]:
     """The decision of vm_normal_page() for a vma of the machine, without print_bad_pte."""
     machine = vma.vm_mm.machine
+    rules = machine.rules
+    anon = None
+    if rules.vm_normal_page_rule == "page_is_anon":
+
+        def anon(pfn: int) -> bool:
+            return page_is_anon(vma, addr, pfn)
+
     return classify_pte(
         machine.arch,
-        machine.rules,
+        rules,
         machine.phys.pfn_valid,
         vma.vm_flags,
         vma.vm_start,
         vma.vm_pgoff,
         addr,
         pte,
+        anon,
     )
 
 
@@ -119,12 +205,16 @@ def vm_normal_page(vma: VmArea, addr: int, pte: int, caller: str = "vm_normal_pa
 
     Seed rule: inside a VM_PFNMAP vma, ``pfn == vm_pgoff + page offset`` is a raw PFN; any
     other pfn there is a COWed anonymous page. A pfn without a struct page outside that rule is
-    reported by print_bad_pte() and treated as raw. Reserved pages (the ZERO_PAGE) are normal.
+    reported by print_bad_pte() and treated as raw (from 2.6.26, ``rules.bad_pfn_vm_bug_on``:
+    VM_BUG_ON, a KernelBug). Reserved pages (the ZERO_PAGE) are normal. Other eras' rules:
+    :func:`classify_pte`.
     """
-    verdict, pfn, _ = vm_normal_page_verdict(vma, addr, pte)
+    verdict, pfn, why = vm_normal_page_verdict(vma, addr, pte)
     if verdict is Verdict.NORMAL or verdict is Verdict.COWED:
         return pfn
     if verdict is Verdict.BAD:
+        if vma.vm_mm.machine.rules.bad_pfn_vm_bug_on:
+            raise KernelBug(f"VM_BUG_ON in vm_normal_page from {caller} at {addr:#x}: {why}")
         print_bad_pte(vma, pte, addr, caller)
     return None
 
@@ -255,17 +345,27 @@ def copy_one_pte(dst_mm, src_mm, vma: VmArea, addr: int, pte: int, rss: list[int
     mappings give the child a clean pte; the child's pte is always old. Only a pte with a
     struct page (vm_normal_page) takes a reference, a mapcount and an rss count.
     pfnmap models neither swap nor nonlinear file ptes, so a not-present pte is copied as is.
+    Before the seed (``rules.copy_raw_pte_verbatim``) a pte without a page is copied as it is,
+    before any write-protect: parent and child keep sharing a writable device pte.
     """
     arch = src_mm.machine.arch
     if not arch.pte_present(pte):
         return pte, pte
+    verbatim = src_mm.machine.rules.copy_raw_pte_verbatim
+    if verbatim:
+        # before the seed the page was looked up first, and a pte without one (VM_UNPAGED and
+        # not page_is_anon, or a bad pte) was copied as it is: no write-protect, no mkold
+        page = vm_normal_page(vma, addr, pte, "copy_one_pte")
+        if page is None:
+            return pte, pte
     src_pte = pte
     if is_cow_mapping(vma.vm_flags):
         pte = src_pte = arch.pte_wrprotect(pte)  # ptep_set_wrprotect
     if vma.vm_flags & VM_SHARED:
         pte = arch.pte_mkclean(pte)
     pte = arch.pte_mkold(pte)
-    page = vm_normal_page(vma, addr, pte, "copy_one_pte")
+    if not verbatim:
+        page = vm_normal_page(vma, addr, pte, "copy_one_pte")
     if page is not None:
         phys = src_mm.machine.phys
         phys.count[page] += 1  # get_page
@@ -387,7 +487,11 @@ def follow_page(vma: VmArea, address: int, flags: int) -> int | None:
         return None
     if flags & FOLL_WRITE and not arch.pte_write(pte):
         return None
-    page = vm_normal_page(vma, address, pte, "follow_page")
+    if machine.rules.follow_page_pfn_valid:  # before the seed: any page with a struct page
+        pfn = arch.pte_pfn(pte)
+        page = pfn if phys.pfn_valid(pfn) else None
+    else:
+        page = vm_normal_page(vma, address, pte, "follow_page")
     if page is None:
         return None
     if flags & FOLL_GET:

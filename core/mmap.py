@@ -261,17 +261,24 @@ def mprotect_fixup(vma: VmArea, newflags: int) -> None:
 
 
 def change_protection(vma: VmArea, start: int, end: int, newprot: int) -> None:
-    """change_protection(): pte_modify every present pte of the range."""
+    """change_protection(): pte_modify every present pte of the range.
+
+    The arch's pte_modify is its 2.6.15 one; the kernels that set a special bit kept it in
+    x86's _PAGE_CHG_MASK, so with ``rules.pte_special`` the bit survives here.
+    """
     mm = vma.vm_mm
     tables = mm.machine.tables
     arch = tables.arch
+    keep = arch.special_mask if mm.machine.rules.pte_special else 0
     for _addr, table, first, count in pte_tables(mm, start, end):
         view = tables.table_view(tables.last, table)[first : first + count]
         used = np.flatnonzero(view)
         if not used.size:
             continue
         values = view[used].tolist()
-        view[used] = [arch.pte_modify(p, newprot) if arch.pte_present(p) else p for p in values]
+        view[used] = [
+            arch.pte_modify(p, newprot) | (p & keep) if arch.pte_present(p) else p for p in values
+        ]
 
 
 def pte_tables(mm: MmStruct, start: int, end: int):

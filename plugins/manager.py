@@ -70,7 +70,16 @@ def load_entry_point_plugins(pm: pluggy.PluginManager, group: str = ENTRY_POINT_
                 stacklevel=3,
             )
             continue
-        pm.register(plugin, name=ep.name)
+        try:
+            pm.register(plugin, name=ep.name)
+        except pluggy.PluginValidationError as exc:
+            # a hook implementation pluggy refuses (arguments the hookspec does not have)
+            warnings.warn(
+                f"skipping pfnmap plugin {ep.name!r} ({ep.value}): {exc}",
+                PluginWarning,
+                stacklevel=3,
+            )
+            continue
         count += 1
     return count
 
@@ -142,7 +151,13 @@ def _check_arches(plugin: str, arches: list, registry: ArchRegistry) -> None:
     """Validate each arch and refuse a name already taken (by another plugin or this one)."""
     taken = dict(registry.owners)
     for arch in arches:
-        problems = validate_arch(arch)
+        try:
+            problems = validate_arch(arch)
+        except Exception as exc:  # validation itself must never take pfnmap down
+            what = getattr(arch, "name", None) or type(arch).__name__
+            raise PluginError(
+                plugin, f"{what}: validation failed with {type(exc).__name__}: {exc}"
+            ) from exc
         if problems:
             raise PluginError(plugin, "; ".join(problems))
         if arch.name in taken:

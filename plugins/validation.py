@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+from typing import Any
 
 from pfnmap.arch import Arch
 from pfnmap.errors import LayoutError
@@ -24,8 +26,34 @@ def validate_arch(arch: object) -> list[str]:
     problems += _check_operations(arch, name)
     if not problems:
         problems += _check_masks(arch, name)
-        problems += _check_round_trips(arch, name)
+        try:
+            problems += _check_round_trips(arch, name)
+        except _OperationFailed as failed:
+            problems.append(f"{name}: {failed}")
     return problems
+
+
+class _OperationFailed(Exception):
+    """An arch method raised while validation called it (a bug in the plugin, reported)."""
+
+
+class _Calls:
+    """The arch's methods, wrapped so that one that raises is named in the problem."""
+
+    def __init__(self, arch: Arch) -> None:
+        self._arch = arch
+
+    def __getattr__(self, op: str) -> Callable[..., Any]:
+        method = getattr(self._arch, op)
+
+        def call(*args: Any) -> Any:
+            try:
+                return method(*args)
+            except Exception as exc:
+                shown = ", ".join(hex(a) if isinstance(a, int) else repr(a) for a in args)
+                raise _OperationFailed(f"{op}({shown}) raised {type(exc).__name__}: {exc}") from exc
+
+        return call
 
 
 def _check_geometry(arch: Arch, name: str) -> list[str]:
@@ -43,21 +71,42 @@ def _check_geometry(arch: Arch, name: str) -> list[str]:
             )
         if upper.table is None:
             problems.append(f"{name}: level {upper.name} has no table-entry layout")
+    seen: set[str] = set()
     for lv in levels:
+        if lv.name in seen:
+            problems.append(f"{name}: two levels are called {lv.name!r}")
+        seen.add(lv.name)
+        if lv.bits <= 0:
+            problems.append(f"{name}: level {lv.name} has {lv.bits} index bits")
+            continue
         if lv.entry_bytes not in (4, 8):
             problems.append(f"{name}: level {lv.name} entry size {lv.entry_bytes} is not 4 or 8")
         if lv.entries * lv.entry_bytes > (1 << arch.page_shift):
             problems.append(f"{name}: level {lv.name}'s table is larger than a page")
+    problems += _check_format_names(arch, name)
     top = levels[0].shift + levels[0].bits
     if top < arch.va_bits:
         problems.append(f"{name}: the tables translate {top} VA bits, fewer than va_bits")
     if arch.task_size <= 0 or arch.task_size > (1 << top):
         problems.append(f"{name}: task_size {arch.task_size:#x} is outside the translated VA")
+    elif arch.task_size % (1 << arch.page_shift):
+        problems.append(f"{name}: task_size {arch.task_size:#x} is not page aligned")
     if not arch.page_shift < arch.phys_bits <= 64:
         problems.append(f"{name}: phys_bits {arch.phys_bits} is out of range")
     if len(arch.protection_map) != 16:
         problems.append(f"{name}: protection_map must have 16 entries (__P000..__S111)")
     return problems
+
+
+def _check_format_names(arch: Arch, name: str) -> list[str]:
+    """Each layout a level declares must be in ``arch.formats`` under its own name: two
+    formats with one name (a ``leaf_name`` equal to another level's) would hide one."""
+    declared = [f for f in (*arch.table_formats, *arch.leaf_formats) if f is not None]
+    names = [f.name for f in declared]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        return [f"{name}: two entry formats are called {', '.join(map(repr, clashes))}"]
+    return []
 
 
 def _check_operations(arch: Arch, name: str) -> list[str]:
@@ -89,28 +138,41 @@ def _check_masks(arch: Arch, name: str) -> list[str]:
 
 
 def _check_round_trips(arch: Arch, name: str) -> list[str]:
+    """The smallest round trips; the conformance kit (pfnmap.testing) checks much more."""
     problems = []
+    ops = _Calls(arch)
     prot = arch.protection_map[3]  # private read-write: PAGE_COPY
     for pfn in (0, 1, arch.max_pfn):
-        pte = arch.pfn_pte(pfn, prot)
-        if arch.pte_pfn(pte) != pfn:
-            problems.append(f"{name}: pte_pfn(pfn_pte({pfn:#x})) != {pfn:#x}")
-        if not arch.pte_present(pte):
+        pte = ops.pfn_pte(pfn, prot)
+        back = ops.pte_pfn(pte)
+        if back != pfn:
+            problems.append(
+                f"{name}: pte_pfn(pfn_pte({pfn:#x})) gives {back:#x} (does the pte's pfn "
+                f"field hold {arch.phys_bits - arch.page_shift} bits, as phys_bits says?)"
+            )
+        if not ops.pte_present(pte):
             problems.append(f"{name}: pfn_pte with PAGE_COPY is not present")
-    pte = arch.pfn_pte(1, prot)
-    if not arch.pte_write(arch.pte_mkwrite(pte)) or arch.pte_write(
-        arch.pte_wrprotect(arch.pte_mkwrite(pte))
-    ):
-        problems.append(f"{name}: pte_mkwrite/pte_wrprotect do not round-trip")
-    if not arch.pte_dirty(arch.pte_mkdirty(pte)) or arch.pte_dirty(
-        arch.pte_mkclean(arch.pte_mkdirty(pte))
-    ):
-        problems.append(f"{name}: pte_mkdirty/pte_mkclean do not round-trip")
+    pte = ops.pfn_pte(1, prot)
+    pairs = (
+        ("pte_mkwrite", "pte_wrprotect", "pte_write"),
+        ("pte_mkdirty", "pte_mkclean", "pte_dirty"),
+        ("pte_mkyoung", "pte_mkold", "pte_young"),
+    )
+    for on, off, test in pairs:
+        set_, cleared = getattr(ops, on)(pte), getattr(ops, off)(getattr(ops, on)(pte))
+        if not getattr(ops, test)(set_) or getattr(ops, test)(cleared):
+            problems.append(f"{name}: {on}/{off} do not set and clear {test}")
     for level in range(len(arch.levels) - 1):
+        level_name = arch.levels[level].name
         paddr = 5 << arch.page_shift
-        entry = arch.mk_table_entry(level, paddr)
-        if arch.table_entry_paddr(level, entry) != paddr:
-            problems.append(f"{name}: level {arch.levels[level].name} table entry round trip")
-        if not arch.table_entry_present(level, entry) or arch.table_entry_bad(level, entry):
-            problems.append(f"{name}: level {arch.levels[level].name} table entry looks bad")
+        entry = ops.mk_table_entry(level, paddr)
+        back = ops.table_entry_paddr(level, entry)
+        if back != paddr:
+            problems.append(
+                f"{name}: level {level_name}: mk_table_entry({paddr:#x}) reads back as {back:#x}"
+            )
+        if not ops.table_entry_present(level, entry) or ops.table_entry_bad(level, entry):
+            problems.append(f"{name}: level {level_name}: a new table entry is absent or bad")
+        if ops.table_entry_leaf(level, entry):
+            problems.append(f"{name}: level {level_name}: a table entry is taken for a leaf")
     return problems

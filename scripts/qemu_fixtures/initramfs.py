@@ -1,10 +1,10 @@
 """Build the guest's initramfs: a gzip'd newc cpio archive written directly from Python.
 
 The archive holds a static busybox, the static guest program and ``/init``, a busybox sh
-script that mounts devtmpfs and proc, prints the kernel version and THP setting, and runs the
-guest. ``/dev/console`` is a device node in the archive itself, because the kernel opens it
-for init before any devtmpfs is mounted. Timestamps are zero, so the same inputs give the same
-bytes.
+script that mounts devtmpfs and proc, turns transparent huge pages on, prints the kernel
+version and runs the guest. ``/dev/console`` is a device node in the archive itself, because
+the kernel opens it for init before any devtmpfs is mounted. Timestamps are zero, so the same
+inputs give the same bytes.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ mount -t devtmpfs devtmpfs /dev
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 echo "INIT kernel $(uname -r) $(uname -m)"
+# THP is off by default below 512 MiB of RAM; turn it on so that the guest gets a 2 MiB page.
+echo always > /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null
 echo "INIT thp $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)"
 echo "INIT cmdline $(cat /proc/cmdline)"
 /guest

@@ -1,5 +1,4 @@
-"""Collect the page-table frames QEMU's ``info tlb``/``info mem`` read, and write them as an
-ELF core.
+"""Collect the page-table frames that QEMU's ``info tlb`` and ``info mem`` read.
 
 This walker is deliberately independent of pfnmap's decoder: it follows exactly the reads of
 QEMU's ``target/i386/monitor.c`` (``tlb_info_32``, ``tlb_info_pae32``, ``tlb_info_la48``,
@@ -12,7 +11,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from pathlib import Path
 
 PG_PRESENT = 1 << 0
 PG_PSE = 1 << 7
@@ -84,52 +82,3 @@ def runs(frames: list[int]) -> list[tuple[int, int]]:
         else:
             out.append((f, 4096))
     return out
-
-
-EM_386 = 3
-EM_X86_64 = 62
-
-
-def write_elf_core(path: Path, segments: list[tuple[int, bytes]], machine: int) -> None:
-    """A minimal ELF64 little-endian core: one PT_LOAD per (paddr, bytes) segment.
-
-    Laid out as QEMU's ``dump-guest-memory`` (without paging) lays out its cores: p_paddr is
-    the guest-physical address, p_vaddr is 0, p_filesz == p_memsz. There is no PT_NOTE.
-    """
-    ehsize, phentsize = 64, 56
-    phoff = ehsize
-    data_off = phoff + phentsize * len(segments)
-    data_off += -data_off % 4096
-    header = struct.pack(
-        "<4sBBBBB7sHHIQQQIHHHHHH",
-        b"\x7fELF",
-        2,
-        1,
-        1,
-        0,
-        0,
-        b"\0" * 7,  # ELFCLASS64, LSB, EV_CURRENT, SYSV
-        4,
-        machine,
-        1,  # ET_CORE, e_machine, e_version
-        0,
-        phoff,
-        0,  # e_entry, e_phoff, e_shoff
-        0,
-        ehsize,
-        phentsize,
-        len(segments),
-        64,
-        0,
-        0,
-    )
-    phdrs = b""
-    offset = data_off
-    for paddr, blob in segments:
-        phdrs += struct.pack("<IIQQQQQQ", 1, 0, offset, 0, paddr, len(blob), len(blob), 0)
-        offset += len(blob)
-    with open(path, "wb") as f:
-        f.write(header + phdrs)
-        f.write(b"\0" * (data_off - len(header) - len(phdrs)))
-        for _paddr, blob in segments:
-            f.write(blob)

@@ -6,9 +6,9 @@ guest program runs, and save its page-table frames next to QEMU's own ``info tlb
     python scripts/qemu_fixtures/regen.py --modes x86-64  # one mode
     python scripts/qemu_fixtures/regen.py --no-apt        # packages already installed/fetched
 
-Per mode (x86-64, x86-pae, x86-2level, and x86-la57 on request):
+Per mode (x86-64, x86-la57, x86-pae, x86-2level; pfnmap's arch names):
 
-1. ``apt-get install`` qemu-system-x86, gcc-multilib; ``apt-get download`` the Debian kernel
+1. ``apt-get install`` qemu-system-x86, gcc-multilib...; ``apt-get download`` the Debian kernel
    image (the meta package's dependency) and busybox-static for the guest's Debian arch, and
    ``dpkg-deb -x`` them under the work directory (nothing is installed into the host's /boot).
 2. Build the static guest program (guest.c) and a busybox initramfs (initramfs.py).
@@ -17,13 +17,16 @@ Per mode (x86-64, x86-pae, x86-2level, and x86-la57 on request):
    is in user mode (CPL=3) with the guest's page tables loaded, i.e. ``info tlb`` shows the
    guest's anonymous mapping. Then ``info tlb``, ``info mem`` and ``pmemsave`` of all RAM.
 5. Walk the tables in the RAM image as QEMU does (pagetables.py), keep only the frames QEMU
-   read, write them as an ELF core (``pt.elf.gz``) plus ``info_tlb.txt``, ``info_mem.txt``,
-   ``registers.txt``, ``console.txt`` (the guest's lines) and ``meta.json``.
+   read, write them as an ELF core with pfnmap.image.write_elf_core (``pt.elf.xz``), plus
+   ``info_tlb.txt.xz``, ``info_mem.txt.xz``, ``registers.txt``, ``console.txt`` (init's and the
+   guest's lines) and ``meta.json``.
 6. If pfnmap's decoder is installed, run ``pfnmap decode`` on the new core and diff it against
    QEMU's text.
 
-Needs root for apt-get (or --no-apt with the tools present), and about 1-3 minutes per mode
-under TCG. Heavy files (debs, kernels, RAM images) stay in --work (default /tmp/qemu-work).
+Needs root for apt-get (or --no-apt with the tools present). Under TCG a mode takes 10-30 s
+(x86-la57 is the slow one: QEMU's broken LA57 ``info mem`` walks page 0 over and over), all
+four about a minute, plus about 180 MB of downloads the first time. Heavy files (debs,
+kernels, RAM images) stay in --work (default /tmp/qemu-work). See docs/qemu-fixtures.rst.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,11 +54,13 @@ REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 
 from initramfs import build_initramfs  # noqa: E402
-from pagetables import EM_386, EM_X86_64, runs, walk_frames, write_elf_core  # noqa: E402
+from pagetables import runs, walk_frames  # noqa: E402
+
+from pfnmap.image import write_elf_core  # noqa: E402
 
 RAM_MB = 256
 #: kernel command line shared by every mode; nopti so that CR3 holds the one full pgd
-APPEND = "console=ttyS0 nokaslr nopti transparent_hugepage=always panic=-1 loglevel=4"
+APPEND = "console=ttyS0 nokaslr nopti panic=-1 loglevel=4"
 
 
 @dataclass(frozen=True)
@@ -65,32 +71,24 @@ class Mode:
     qemu: str
     cpu: str
     cflags: tuple[str, ...]
-    machine: int  # ELF e_machine for the fixture core
     append: str = ""
 
 
+_I386 = ("-m32",)
 MODES = {
-    "x86-64": Mode(
-        "x86-64", "amd64", "linux-image-amd64", "qemu-system-x86_64", "qemu64", (), EM_X86_64
-    ),
+    "x86-64": Mode("x86-64", "amd64", "linux-image-amd64", "qemu-system-x86_64", "qemu64", ()),
+    # 5-level paging: the amd64 kernel turns LA57 on when the CPU has it (-cpu max under TCG).
+    "x86-la57": Mode("x86-la57", "amd64", "linux-image-amd64", "qemu-system-x86_64", "max", ()),
+    # +nx so that the PAE entries carry NX (bit 63), which QEMU's PAE info tlb leaves in the
+    # printed physical address
     "x86-pae": Mode(
-        "x86-pae",
-        "i386",
-        "linux-image-686-pae",
-        "qemu-system-i386",
-        "qemu32,+nx",
-        ("-m32",),
-        EM_386,
+        "x86-pae", "i386", "linux-image-686-pae", "qemu-system-i386", "qemu32,+nx", _I386
     ),
     "x86-2level": Mode(
-        "x86-2level", "i386", "linux-image-686", "qemu-system-i386", "qemu32", ("-m32",), EM_386
-    ),
-    # 5-level paging: the amd64 kernel turns LA57 on when the CPU has it (-cpu max under TCG).
-    "x86-la57": Mode(
-        "x86-la57", "amd64", "linux-image-amd64", "qemu-system-x86_64", "max", (), EM_X86_64
+        "x86-2level", "i386", "linux-image-686", "qemu-system-i386", "qemu32", _I386
     ),
 }
-DEFAULT_MODES = ("x86-64", "x86-pae", "x86-2level")
+DEFAULT_MODES = ("x86-64", "x86-la57", "x86-pae", "x86-2level")
 
 
 def log(msg: str) -> None:
@@ -108,7 +106,10 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 def apt_setup(modes: list[Mode]) -> None:
     if any(m.deb_arch == "i386" for m in modes):
         run(["dpkg", "--add-architecture", "i386"])
-    run(["apt-get", "update", "-q"], stdout=subprocess.DEVNULL)
+    # A mirror caught mid-sync fails one index now and then; the others are still good.
+    update = subprocess.run(["apt-get", "update", "-q"], stdout=subprocess.DEVNULL)
+    if update.returncode:
+        log(f"apt-get update exited with {update.returncode}; going on with the indexes it has")
     pkgs = ["qemu-system-x86", "busybox-static", "cpio", "gcc"]
     if any("-m32" in m.cflags for m in modes):
         pkgs.append("gcc-multilib")
@@ -152,7 +153,8 @@ def extract(deb: Path, dest: Path) -> Path:
 
 
 def deb_version(deb: Path) -> str:
-    return deb.name.split("_")[1]
+    """The package version from a .deb's file name (apt writes the epoch's colon as %3a)."""
+    return urllib.parse.unquote(deb.name.split("_")[1])
 
 
 def kernel_for(mode: Mode, work: Path, fetch: bool) -> tuple[Path, str, str]:
@@ -298,30 +300,16 @@ def boot_and_capture(
         with contextlib.suppress(FileNotFoundError):
             p.unlink()
     cmd = [
-        mode.qemu,
-        "-m",
-        f"{RAM_MB}M",
-        "-smp",
-        "1",
-        "-cpu",
-        mode.cpu,
-        "-kernel",
-        str(vmlinuz),
-        "-initrd",
-        str(initrd),
-        "-append",
-        f"{APPEND} {mode.append}".strip(),
-        "-display",
-        "none",
-        "-no-reboot",
-        "-nodefaults",
-        "-serial",
-        f"file:{console_path}",
-        "-qmp",
-        f"unix:{qmp_path},server=on,wait=off",
-    ]
+        mode.qemu, "-m", f"{RAM_MB}M", "-smp", "1", "-cpu", mode.cpu,
+        "-kernel", str(vmlinuz), "-initrd", str(initrd),
+        "-append", f"{APPEND} {mode.append}".strip(),
+        "-display", "none", "-no-reboot", "-nodefaults",
+        "-serial", f"file:{console_path}",
+        "-qmp", f"unix:{qmp_path},server=on,wait=off",
+    ]  # fmt: skip
     log("$ " + " ".join(cmd))
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    qemu_log = open(wdir / "qemu.log", "wb")  # noqa: SIM115 (closed in finally)
+    proc = subprocess.Popen(cmd, stdout=qemu_log, stderr=subprocess.STDOUT)
     try:
         t0 = time.monotonic()
         console = wait_console(console_path, "GUEST READY", proc, boot_timeout)
@@ -354,6 +342,7 @@ def boot_and_capture(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        qemu_log.close()
 
 
 # ---------------------------------------------------------------- fixture
@@ -382,7 +371,7 @@ def make_fixture(mode: Mode, cap: Capture, out: Path, meta_extra: dict) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         core = Path(tmp) / "pt.elf"
-        write_elf_core(core, segments, mode.machine)
+        write_elf_core(core, segments, mode.name)
         raw = core.read_bytes()
     for stale in out.glob("*.xz"):
         stale.unlink()
@@ -397,6 +386,13 @@ def make_fixture(mode: Mode, cap: Capture, out: Path, meta_extra: dict) -> dict:
     ]
     (out / "console.txt").write_text("\n".join(guest_lines) + "\n")
     root = regs["cr3"] & (~0x1F if mode.name == "x86-pae" else ~0xFFF) & 0xFFFFFFFFFFFFF
+    qemu_bugs = {}
+    if mode.name == "x86-la57" and cap.info_tlb.strip() and not cap.info_mem.strip():
+        qemu_bugs["qemu-mem"] = (
+            "QEMU's mem_info_la57 tests the present bit of PDPTEs and PDEs the wrong way round "
+            "(a present entry ends the range, a missing one is walked), so under 5-level "
+            "paging `info mem` prints nothing at all"
+        )
     meta = {
         "arch": mode.name,
         "cr3": f"{regs['cr3']:#x}",
@@ -413,6 +409,7 @@ def make_fixture(mode: Mode, cap: Capture, out: Path, meta_extra: dict) -> dict:
         "tlb_lines": len(cap.info_tlb.splitlines()),
         "mem_lines": len(cap.info_mem.splitlines()),
         "stop_attempts": cap.attempts,
+        "qemu_bugs": qemu_bugs,
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         **meta_extra,
     }
@@ -454,8 +451,11 @@ def compare_with_decoder(out: Path, meta: dict) -> dict[str, str]:
                     for i, (w, g) in enumerate(zip(want, got, strict=False))
                     if w != g
                 ]
+                problems = [ln for ln in r.stderr.splitlines() if "problem:" in ln]
                 results[fmt] = (
-                    f"DIFFERENT: qemu {len(want)} lines, pfnmap {len(got)}; first: {diff[:3]}"
+                    f"DIFFERENT: qemu {len(want)} lines, pfnmap {len(got)}; "
+                    f"{len(diff)} of the common lines differ, first: {diff[:3]}; "
+                    f"{len(problems)} decoder problems, last: {problems[-1:]}"
                 )
     return results
 

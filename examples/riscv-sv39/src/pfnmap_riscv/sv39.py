@@ -50,6 +50,7 @@ import errno
 from typing import ClassVar
 
 import construct as cs
+
 from pfnmap.arch import Arch, Level
 from pfnmap.errors import KernelError
 from pfnmap.plugins import hookimpl
@@ -123,7 +124,8 @@ class Sv39(Arch):
         self._PAGE_ACCESSED = m("a")
         self._PAGE_DIRTY = m("d")
         self._PAGE_SOFT = m("rsw")
-        self._PAGE_SPECIAL = 1 << pte.fields["rsw"].shift
+        #: _PAGE_SPECIAL (RSW bit 8): riscv has pte_special (ARCH_HAS_PTE_SPECIAL)
+        self._PAGE_SPECIAL = self.special_mask = 1 << pte.fields["rsw"].shift
         self._PAGE_TABLE = self._PAGE_PRESENT
         self._PAGE_PROT_NONE = self._PAGE_GLOBAL
         self._PAGE_FILE = self._PAGE_DIRTY  # pfnmap's choice, see the module docstring

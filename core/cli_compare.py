@@ -1,0 +1,160 @@
+"""``pfnmap compare SCENARIO --eras unpaged,seed,2.6.15 [--arch NAME] [--format table|json]``.
+
+Runs one scenario of :mod:`pfnmap.scenarios` under several kernel eras and prints where the
+outcomes differ: per-pte verdicts, struct page counts, rss, print_bad_pte lines, errors, with
+each era's reason and the rules fields that made the difference. ``--list`` names the
+scenarios. Registered in :mod:`pfnmap.cli` by :func:`add_compare_parser`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING
+
+from rich.table import Table
+from rich.text import Text
+
+from .compare import MISSING, Comparison, compare
+from .rules import ERAS, UnknownEra, rules_for
+from .scenarios import SCENARIOS, UnknownScenario
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+_KIND_STYLE = {"outcome": "bold", "log": "red", "pte": "cyan", "invariants": "magenta"}
+
+
+def add_compare_parser(commands: argparse._SubParsersAction) -> None:
+    """Add the ``compare`` subcommand to the ``pfnmap`` parser."""
+    parser = commands.add_parser(
+        "compare",
+        help="run one scenario under several kernel eras and show where they differ",
+        description="Run a scenario (see --list) on one emulated machine per era and print "
+        "the observations that differ: pte verdicts, struct page counts, rss, print_bad_pte "
+        "lines and errors, with each era's reason and the rules fields behind the difference.",
+    )
+    parser.add_argument("scenario", nargs="?", metavar="SCENARIO", help="scenario name")
+    parser.add_argument(
+        "--eras",
+        default=",".join(ERAS),
+        metavar="ERA,ERA...",
+        help=f"eras to compare, comma separated (default: all: {','.join(ERAS)})",
+    )
+    parser.add_argument(
+        "--arch", default="x86-64", metavar="NAME", help="arch to run on (default: x86-64)"
+    )
+    parser.add_argument(
+        "--format", choices=("table", "json"), default="table", help="output (default: table)"
+    )
+    parser.add_argument(
+        "--all", action="store_true", help="show every observation, not only the differing ones"
+    )
+    parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    parser.set_defaults(func=cmd_compare)
+
+
+def _usage(message: str) -> Exception:
+    from .cli import UsageError
+
+    return UsageError(message)
+
+
+def _eras(text: str) -> list[str]:
+    eras = [e.strip() for e in text.split(",") if e.strip()]
+    if not eras:
+        raise _usage("argument --eras: name at least one era")
+    for era in eras:
+        try:
+            rules_for(era)
+        except UnknownEra as exc:
+            raise _usage(f"argument --eras: {exc}") from None
+    if len(set(eras)) != len(eras):
+        raise _usage(f"argument --eras: an era is named twice in {text!r}")
+    return eras
+
+
+def cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    from .cli import _arch_names
+
+    if args.list:
+        render_list(console)
+        return 0
+    if not args.scenario:
+        raise _usage("a scenario is required (see pfnmap compare --list)")
+    if args.scenario not in SCENARIOS:
+        raise _usage(f"argument SCENARIO: {UnknownScenario(args.scenario)}")
+    eras = _eras(args.eras)
+    if args.arch == "all":
+        raise _usage("argument --arch: compare runs on one arch")
+    result = compare(args.scenario, eras, _arch_names(args.arch)[0])
+    if args.format == "json":
+        console.file.write(json.dumps(result.as_dict(), indent=2, default=str) + "\n")
+    else:
+        render_comparison(console, result, show_all=args.all)
+    return 0
+
+
+def render_list(console: Console) -> None:
+    table = Table(title="scenarios", title_justify="left", header_style="bold")
+    table.add_column("name", no_wrap=True)
+    table.add_column("what happens")
+    table.add_column("kernel functions")
+    for sc in SCENARIOS.values():
+        table.add_row(Text(sc.name, style="bold"), sc.title, ", ".join(sc.kernel))
+    console.print(table)
+
+
+def _cell(value: object, detail: str, why: str, differs: bool) -> Text:
+    text = Text(str(value), style="bold yellow" if differs else "")
+    if detail:
+        text.append(f"  {detail}", style="dim")
+    if why:
+        text.append(f"\n{why}", style="dim")
+    return text
+
+
+def render_comparison(console: Console, result: Comparison, show_all: bool = False) -> None:
+    """The differing rows (all with ``show_all``), then the rules that differ."""
+    rows = result.rows if show_all else result.differing()
+    head = Text(f"{result.scenario}: {result.title}", style="bold")
+    head.append(f"\narch {result.arch}, eras {', '.join(result.eras)}; ", style="")
+    head.append(
+        f"{len(result.differing())} of {len(result.rows)} observations differ", style="bold"
+    )
+    console.print(head)
+    for era in result.eras:
+        stopped = result.runs[era].stopped
+        if stopped:
+            console.print(Text(f"{era}: the run stopped: {stopped}", style="bold red"))
+    table = Table(header_style="bold", show_lines=True)
+    table.add_column("step", ratio=2, overflow="fold")
+    table.add_column("observation", ratio=2, overflow="fold")
+    for era in result.eras:
+        table.add_column(era, ratio=3, overflow="fold")
+    table.add_column("rules fields", ratio=2, overflow="fold")
+    last_step = None
+    for row in rows:
+        cells = [
+            _cell(c.value, c.detail, c.why, row.differs and c.value is not MISSING)
+            for c in row.cells.values()
+        ]
+        table.add_row(
+            row.step if row.step != last_step else "",
+            Text(row.key, style=_KIND_STYLE.get(row.kind, "")),
+            *cells,
+            "\n".join(row.fields),
+        )
+        last_step = row.step
+    if rows:
+        console.print(table)
+    else:
+        console.print("no observation differs")
+    if result.rules_differ:
+        rules = Table(title="rules fields that differ", title_justify="left", header_style="bold")
+        rules.add_column("field")
+        for era in result.eras:
+            rules.add_column(era)
+        for name in result.rules_differ:
+            rules.add_row(name, *[str(result.runs[e].rules.as_dict()[name]) for e in result.eras])
+        console.print(rules)

@@ -1,0 +1,589 @@
+"""Decode page tables from a physical memory image: the walk, the leaves and merged ranges.
+
+:class:`Walker` walks the tables of any registered arch from a root table address, top level
+first, in virtual-address order, as the MMU would: an entry that is present and a leaf
+(``table_entry_leaf``: a large page) maps memory, a present non-leaf entry points to the next
+table (``table_entry_paddr``), and every non-none entry of a last-level table is a leaf (its
+``pte_present`` may still be false: a PROT_NONE or swap pte). The arch's levels drive the walk:
+entry width and byte order per level, however many levels there are.
+
+It reads one table at a time as a numpy view of the image and decodes it with masks
+(:mod:`pfnmap.decode_ops`), so memory stays flat whatever the image size, and yields
+:class:`LeafBatch` (the leaves of one table, as arrays) and :class:`Problem` records. A bad
+entry never stops the walk: it becomes a problem record with its level, the entry's physical
+address, its raw value and the reason, and the walk goes on with the next entry. Problems:
+
+``outside-image``
+    a present entry points to a table the image does not hold;
+``truncated``
+    a table the image declares is cut off by the end of the file;
+``loop``
+    an entry points back to a table on its own path from the root (not followed);
+``reserved-bits``
+    a present entry sets bits its layout reserves (``reserved*``, ``pa_high``, ``res<N>``
+    fields: the MMU faults on them); the entry is still decoded, as QEMU's monitor does;
+``non-canonical``
+    an entry maps addresses the arch cannot translate (sparc64's VA hole); not followed;
+``misaligned``
+    an entry points to a table address that is not a multiple of the table's size (only
+    sparc64's ``paddr >> 11`` entries can say that); not followed;
+``table-budget``
+    the walk read more tables than the image could hold twice over: entries keep pointing to
+    the same tables; the walk stops there (it always terminates).
+
+:func:`leaves` turns batches into :class:`Leaf` records and :func:`ranges` merges consecutive
+leaves (virtually and physically contiguous, same flags, same verdict) into :class:`Range`
+records; both pass problems through. With :class:`~pfnmap.decode_hints.Hints` each pte gets
+vm_normal_page()'s verdict.
+
+Where pfnmap differs from the hardware: a leaf's physical address is the entry's own
+(``leaf_paddr``, what ``pte_pfn`` reads); sparc64's large TTEs, which the MMU also aligns down to
+their size, are shown per 8 KiB slot with their ``size`` field among the flags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .arch import Arch
+from .decode_hints import Hints
+from .decode_ops import TableOps, table_ops
+from .errors import PfnmapError
+from .image import OutsideImage, PhysImage
+
+OUTSIDE = "outside-image"
+TRUNCATED = "truncated"
+LOOP = "loop"
+RESERVED = "reserved-bits"
+NON_CANONICAL = "non-canonical"
+MISALIGNED = "misaligned"
+BUDGET = "table-budget"
+PROBLEM_KINDS = (OUTSIDE, TRUNCATED, LOOP, RESERVED, NON_CANONICAL, MISALIGNED, BUDGET)
+
+_U64 = (1 << 64) - 1
+
+
+class WalkError(PfnmapError):
+    """The walk cannot start (a root outside the image, misaligned, cut off)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One bad entry (or a stop), with where it is and why."""
+
+    kind: str
+    detail: str
+    level: int | None = None
+    level_name: str | None = None
+    entry_addr: int | None = None
+    raw: int | None = None
+    va: int | None = None
+
+    def line(self) -> str:
+        """One line for people: what, where, which value, why."""
+        parts = [self.kind]
+        if self.level_name is not None:
+            parts.append(f"{self.level_name} entry")
+        if self.entry_addr is not None:
+            parts.append(f"at {self.entry_addr:#x}")
+        if self.raw is not None:
+            parts.append(f"= {self.raw:#x}")
+        if self.va is not None:
+            parts.append(f"(VA {self.va:#x})")
+        return " ".join(parts) + f": {self.detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class LeafBatch:
+    """The leaves of one table, in index order, as arrays (``raw``, ``va``, ``pa`` are uint64;
+    ``va`` is canonical, ``va_raw`` the address as the tables index it)."""
+
+    level: int
+    name: str
+    size: int
+    table: int
+    entry_bytes: int
+    index: np.ndarray
+    raw: np.ndarray
+    va_raw: np.ndarray
+    va: np.ndarray
+    pa: np.ndarray
+    present: np.ndarray
+    #: raw values of the entries that led here, top level first
+    upper: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return int(self.raw.size)
+
+    def entry_addrs(self) -> np.ndarray:
+        return np.uint64(self.table) + self.index.astype(np.uint64) * np.uint64(self.entry_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """One mapping: VA (canonical), PA, page size, the leaf's level, its raw entry, and
+    vm_normal_page()'s verdict when hints were given (None: not decided, see ``reason``)."""
+
+    va: int
+    pa: int
+    size: int
+    level: int
+    name: str
+    raw: int
+    entry_addr: int
+    present: bool
+    verdict: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """Consecutive leaves with consecutive PAs, the same flags and the same verdict."""
+
+    va: int
+    pa: int
+    size: int
+    pages: int
+    page_size: int
+    level: int
+    name: str
+    raw: int  # the first leaf's entry
+    entry_addr: int
+    present: bool
+    verdict: str | None = None
+    reason: str | None = None
+
+    @property
+    def end(self) -> int:
+        return self.va + self.size
+
+
+Item = LeafBatch | Problem
+
+
+class Walker:
+    """Iterate the tables under ``root``; yields :class:`LeafBatch` and :class:`Problem`.
+
+    ``max_tables`` bounds the tables read (default: twice what the image can hold, plus a
+    few), so a walk over any bytes terminates. ``progress(done, total)`` is called after
+    each table with how much of the table-translated VA space is behind the walk. After the
+    iteration ``tables_read``, ``leaf_entries``, ``problems`` and ``stopped`` describe it.
+    """
+
+    def __init__(
+        self,
+        image: PhysImage,
+        arch: Arch,
+        root: int,
+        *,
+        max_tables: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.image = image
+        self.arch = arch
+        self.root = root
+        self.ops: TableOps = table_ops(arch)
+        self.levels = arch.levels
+        self.last = len(arch.levels) - 1
+        top = arch.levels[0]
+        self.table_bits = top.shift + top.bits
+        self.va_total = 1 << self.table_bits
+        self.progress = progress
+        smallest = min(lv.entries * lv.entry_bytes for lv in arch.levels)
+        self.max_tables = (
+            max_tables if max_tables is not None else 2 * (image.size // smallest) + 16
+        )
+        self.canonical = arch.canonical and 0 < arch.va_bits <= self.table_bits
+        self.canon_level = -1
+        if self.canonical and arch.va_bits < self.table_bits:
+            half = 1 << (arch.va_bits - 1)
+            self.canon_level = next(i for i, lv in enumerate(arch.levels) if lv.span <= half)
+        self.tables_read = 0
+        self.leaf_entries = 0
+        self.problems = 0
+        self.stopped = False
+        self.finished = False
+        self._root_table = self._read_root()
+
+    # setup ------------------------------------------------------------------------------------
+    def _read_root(self) -> np.ndarray:
+        lv = self.levels[0]
+        size = lv.entries * lv.entry_bytes
+        root = self.root
+        if root < 0 or root > _U64:
+            raise WalkError(f"root {root:#x} is not a physical address")
+        if root % size:
+            raise WalkError(
+                f"root {root:#x} is not aligned to the {size}-byte {lv.name} table of "
+                f"{self.arch.name} (CR3-style values carry flags in the low bits: mask them off)"
+            )
+        try:
+            return self.image.table(root, lv.entries, self.ops.levels[0].dtype)
+        except OutsideImage as exc:
+            what = "cut off by the end of the file" if exc.kind == "truncated" else "outside"
+            raise WalkError(
+                f"root table [{root:#x}, {root + size:#x}) is {what} the image "
+                f"{self.image.name} (it covers {self.image.describe_ranges()})"
+            ) from None
+
+    # the walk ---------------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Item]:
+        self.tables_read = 1
+        yield from self._table(0, self.root, self._root_table, 0, (), (self.root,))
+        self.finished = True
+
+    def _problem(self, kind: str, detail: str, level: int, entry_addr: int, raw: int, va_raw: int):
+        self.problems += 1
+        return Problem(
+            kind,
+            detail,
+            level,
+            self.levels[level].name,
+            entry_addr,
+            raw,
+            self._canon_int(va_raw),
+        )
+
+    def _canon_int(self, va_raw: int) -> int:
+        if self.canonical and va_raw >> (self.arch.va_bits - 1) & 1:
+            return (va_raw | (_U64 ^ ((1 << self.arch.va_bits) - 1))) & _U64
+        return va_raw
+
+    def _canon(self, va_raw: np.ndarray) -> np.ndarray:
+        if not self.canonical:
+            return va_raw
+        bits = self.arch.va_bits
+        sign = np.uint64(1 << (bits - 1))
+        high = np.uint64(_U64 ^ ((1 << bits) - 1))
+        return np.where((va_raw & sign) != 0, va_raw | high, va_raw)
+
+    def _reserved(self, level, table, idx, raw, va_raw, mask, what) -> Iterator[Problem]:
+        if not mask:
+            return
+        bad = np.flatnonzero(raw & np.uint64(mask))
+        lv = self.levels[level]
+        fmt = self.arch.leaf_formats[level] if what == "leaf" else self.arch.table_formats[level]
+        for k in bad.tolist():
+            value = int(raw[k])
+            names = [f.name for f in fmt.fields.values() if f.mask & mask & value]
+            yield self._problem(
+                RESERVED,
+                f"{'a leaf' if what == 'leaf' else 'a table pointer'} with reserved bits "
+                f"{value & mask:#x} set ({', '.join(names)})",
+                level,
+                table + int(idx[k]) * lv.entry_bytes,
+                value,
+                int(va_raw[k]),
+            )
+
+    def _batch(self, level, table, idx, raw, va_raw, present, upper) -> LeafBatch:
+        lv = self.levels[level]
+        ops = self.ops.levels[level]
+        self.leaf_entries += int(raw.size)
+        assert ops.leaf_paddr is not None
+        return LeafBatch(
+            level=level,
+            name=self.arch.leaf_formats[level].name,
+            size=lv.span,
+            table=table,
+            entry_bytes=lv.entry_bytes,
+            index=idx,
+            raw=raw,
+            va_raw=va_raw,
+            va=self._canon(va_raw),
+            pa=ops.leaf_paddr(raw),
+            present=present,
+            upper=upper,
+        )
+
+    def _table(self, level, table, arr, va_base, upper, ancestors) -> Iterator[Item]:
+        lv = self.levels[level]
+        ops = self.ops.levels[level]
+        idx = np.flatnonzero(arr)
+        if idx.size:
+            raw = arr[idx].astype(np.uint64)
+            va_raw = np.uint64(va_base) + (idx.astype(np.uint64) << np.uint64(lv.shift))
+            present = ops.present(raw)
+            if level == self.last:
+                yield from self._reserved(
+                    level, table, idx[present], raw[present], va_raw[present],
+                    ops.leaf_reserved, "leaf",
+                )  # fmt: skip
+                yield self._batch(level, table, idx, raw, va_raw, present, upper)
+            else:
+                yield from self._upper(level, table, idx[present], raw[present],
+                                       va_raw[present], upper, ancestors)  # fmt: skip
+        if self.progress is not None:
+            self.progress(min(va_base + lv.entries * lv.span, self.va_total), self.va_total)
+
+    def _upper(self, level, table, idx, raw, va_raw, upper, ancestors) -> Iterator[Item]:
+        if not idx.size:
+            return
+        lv = self.levels[level]
+        ops = self.ops.levels[level]
+        if level == self.canon_level:
+            bits = self.arch.va_bits
+            hi = va_raw >> np.uint64(bits - 1)
+            top = np.uint64((1 << (self.table_bits - bits + 1)) - 1)
+            ok = (hi == 0) | (hi == top)
+            for k in np.flatnonzero(~ok).tolist():
+                yield self._problem(
+                    NON_CANONICAL,
+                    f"maps {int(va_raw[k]):#x}.., inside the hole of {self.arch.name}'s "
+                    f"{bits}-bit virtual addresses; not followed",
+                    level,
+                    table + int(idx[k]) * lv.entry_bytes,
+                    int(raw[k]),
+                    int(va_raw[k]),
+                )
+            idx, raw, va_raw = idx[ok], raw[ok], va_raw[ok]
+        if ops.leaf is not None and ops.leaf_paddr is not None:
+            is_leaf = ops.leaf(raw)
+        else:
+            is_leaf = np.zeros(raw.shape, dtype=bool)
+        leaf_pos = np.flatnonzero(is_leaf)
+        ptr_pos = np.flatnonzero(~is_leaf)
+        yield from self._reserved(
+            level, table, idx[leaf_pos], raw[leaf_pos], va_raw[leaf_pos], ops.leaf_reserved,
+            "leaf",
+        )  # fmt: skip
+        yield from self._reserved(
+            level, table, idx[ptr_pos], raw[ptr_pos], va_raw[ptr_pos], ops.table_reserved,
+            "table",
+        )  # fmt: skip
+        children = ops.table_paddr(raw[ptr_pos]).tolist() if ptr_pos.size else []
+        done = 0
+        nxt = self.levels[level + 1]
+        nops = self.ops.levels[level + 1]
+        child_bytes = nxt.entries * nxt.entry_bytes
+        for pos, child in zip(ptr_pos.tolist(), children, strict=True):
+            cut = int(np.searchsorted(leaf_pos, pos))
+            if cut > done:
+                sel = leaf_pos[done:cut]
+                yield self._batch(
+                    level, table, idx[sel], raw[sel], va_raw[sel],
+                    np.ones(sel.size, dtype=bool), upper,
+                )  # fmt: skip
+                done = cut
+            entry = int(raw[pos])
+            entry_addr = table + int(idx[pos]) * lv.entry_bytes
+            va = int(va_raw[pos])
+            if child in ancestors:
+                yield self._problem(
+                    LOOP,
+                    f"points back to the {self.levels[ancestors.index(child)].name} table at "
+                    f"{child:#x} on its own path from the root; not followed",
+                    level,
+                    entry_addr,
+                    entry,
+                    va,
+                )
+                continue
+            if self.tables_read >= self.max_tables:
+                self.stopped = True
+                yield self._problem(
+                    BUDGET,
+                    f"walk stopped after {self.tables_read} table reads: the image holds at most "
+                    f"about {self.max_tables // 2} tables, so entries keep pointing to the same "
+                    "ones",
+                    level,
+                    entry_addr,
+                    entry,
+                    va,
+                )
+                return
+            try:
+                arr = self.image.table(child, nxt.entries, nops.dtype)
+            except OutsideImage as exc:
+                if exc.kind == "truncated":
+                    kind, where = TRUNCATED, "cut off by the end of the file"
+                else:
+                    kind, where = OUTSIDE, "outside the image"
+                yield self._problem(
+                    kind,
+                    f"points to a {nxt.name} table at {child:#x}, {where}",
+                    level,
+                    entry_addr,
+                    entry,
+                    va,
+                )
+                continue
+            if child % child_bytes:
+                yield self._problem(
+                    MISALIGNED,
+                    f"points to a {nxt.name} table at {child:#x}, not aligned to its "
+                    f"{child_bytes} bytes",
+                    level,
+                    entry_addr,
+                    entry,
+                    va,
+                )
+                continue
+            self.tables_read += 1
+            yield from self._table(level + 1, child, arr, va, (*upper, entry), (*ancestors, child))
+            if self.stopped:
+                return
+        if done < leaf_pos.size:
+            sel = leaf_pos[done:]
+            yield self._batch(
+                level, table, idx[sel], raw[sel], va_raw[sel], np.ones(sel.size, dtype=bool),
+                upper,
+            )  # fmt: skip
+
+
+def walk(image: PhysImage, arch: Arch, root: int, **kw) -> Walker:
+    """A :class:`Walker` (iterate it for batches and problems)."""
+    return Walker(image, arch, root, **kw)
+
+
+# leaves and ranges --------------------------------------------------------------------------
+LARGE_PAGE_REASON = "a large-page leaf: vm_normal_page() looks at ptes only"
+
+
+def _verdicts(arch: Arch, batch: LeafBatch, hints: Hints | None, pfn_valid) -> list:
+    n = len(batch)
+    if hints is None or not hints.has_vmas:
+        return [(None, None)] * n
+    if batch.level != len(arch.levels) - 1:
+        out = []
+        for va in batch.va.tolist():
+            covered = hints.vma_at(va) is not None
+            out.append((None, LARGE_PAGE_REASON if covered else "no vma covers this address"))
+        return out
+    return [
+        hints.verdict(arch, va, raw, pfn_valid)
+        for va, raw in zip(batch.va.tolist(), batch.raw.tolist(), strict=True)
+    ]
+
+
+def leaves(
+    items: Iterable[Item], arch: Arch, hints: Hints | None = None
+) -> Iterator[Leaf | Problem]:
+    """One :class:`Leaf` per leaf entry (problems pass through), in VA order."""
+    pfn_valid = hints.pfn_valid_for(arch) if hints is not None else None
+    for item in items:
+        if isinstance(item, Problem):
+            yield item
+            continue
+        verdicts = _verdicts(arch, item, hints, pfn_valid)
+        addrs = item.entry_addrs().tolist()
+        for va, pa, raw, present, ea, (verdict, reason) in zip(
+            item.va.tolist(), item.pa.tolist(), item.raw.tolist(), item.present.tolist(),
+            addrs, verdicts, strict=True,
+        ):  # fmt: skip
+            yield Leaf(va, pa, item.size, item.level, item.name, raw, ea, present, verdict, reason)
+
+
+def ranges(
+    items: Iterable[Item], arch: Arch, hints: Hints | None = None
+) -> Iterator[Range | Problem]:
+    """Leaves merged into :class:`Range` records: each next leaf continues the range when its VA
+    and PA follow on, its flag bits (the entry without its address bits) and level are the
+    same, and so is its verdict. Problems pass through (an open range is closed first)."""
+    ops = table_ops(arch)
+    pfn_valid = hints.pfn_valid_for(arch) if hints is not None else None
+    cur: list | None = None  # [va, pa, size, pages, page_size, level, name, raw, ea, present,
+    #                           verdict, reason, flags]
+
+    def close() -> Range | None:
+        nonlocal cur
+        if cur is None:
+            return None
+        r = Range(*cur[:12])
+        cur = None
+        return r
+
+    for item in items:
+        if isinstance(item, Problem):
+            r = close()
+            if r is not None:
+                yield r
+            yield item
+            continue
+        n = len(item)
+        size = item.size
+        flag_mask = np.uint64(ops.levels[item.level].leaf_flag_mask)
+        flags = item.raw & flag_mask
+        verdicts = _verdicts(arch, item, hints, pfn_valid)
+        codes = {v: i for i, v in enumerate(dict.fromkeys(v for v, _ in verdicts))}
+        vcode = np.fromiter((codes[v] for v, _ in verdicts), dtype=np.int64, count=n)
+        step = np.uint64(size)
+        brk = np.ones(n, dtype=bool)
+        if n > 1:
+            brk[1:] = (
+                (item.va[1:] != item.va[:-1] + step)
+                | (item.pa[1:] != item.pa[:-1] + step)
+                | (flags[1:] != flags[:-1])
+                | (item.present[1:] != item.present[:-1])
+                | (vcode[1:] != vcode[:-1])
+            )
+        starts = np.flatnonzero(brk)
+        ends = np.append(starts[1:], n)
+        addrs = item.entry_addrs()
+        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+            va, pa, raw = int(item.va[s]), int(item.pa[s]), int(item.raw[s])
+            fl = int(flags[s])
+            present = bool(item.present[s])
+            verdict, reason = verdicts[s]
+            count = e - s
+            if (
+                s == 0
+                and cur is not None
+                and cur[5] == item.level
+                and cur[0] + cur[2] == va
+                and cur[1] + cur[2] == pa
+                and cur[12] == fl
+                and cur[9] == present
+                and cur[10] == verdict
+            ):
+                cur[2] += count * size
+                cur[3] += count
+                continue
+            r = close()
+            if r is not None:
+                yield r
+            cur = [va, pa, count * size, count, size, item.level, item.name, raw,
+                   int(addrs[s]), present, verdict, reason, fl]  # fmt: skip
+    r = close()
+    if r is not None:
+        yield r
+
+
+# flags for people -------------------------------------------------------------------------
+def describe_flags(arch: Arch, level: int, raw: int) -> list[str]:
+    """The set flag bits and non-zero non-address fields of a leaf entry, lowest bit first
+    (``["present", "rw", "user", "accessed", "dirty", "nx"]``), from the derived masks."""
+    ops = table_ops(arch).levels[level]
+    return list(_describe(arch, level, raw & ops.leaf_flag_mask))
+
+
+@lru_cache(maxsize=4096)
+def _describe(arch: Arch, level: int, flags: int) -> tuple[str, ...]:
+    fmt = arch.leaf_formats[level]
+    if fmt is None:
+        return ()
+    mask = table_ops(arch).levels[level].leaf_flag_mask
+    out = []
+    for f in sorted(fmt.fields.values(), key=lambda f: f.shift):
+        if f.mask & ~mask:
+            continue  # an address field
+        value = f.get(flags)
+        if not value:
+            continue
+        name = f.name.rstrip("_")
+        out.append(name if f.width == 1 else f"{name}={value:#x}")
+    return tuple(out)
+
+
+def summary_hint(walker: Walker) -> str | None:
+    """A hint when the walk looks like the wrong arch or root (mostly problems)."""
+    if walker.problems and walker.problems >= max(8, walker.leaf_entries):
+        return (
+            f"{walker.problems} problems for {walker.leaf_entries} leaves: is --arch "
+            f"{walker.arch.name} right, and is --root the top-level table?"
+        )
+    return None
