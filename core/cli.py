@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_decode import add_commands as add_decode_commands
 
     add_decode_commands(commands)
+    # what a bare `pfnmap` lists as the commands to choose from
+    parser.set_defaults(command_names=list(commands.choices))
     return parser
 
 
@@ -245,7 +247,8 @@ def _run(argv: Sequence[str] | None) -> tuple[int, str]:
         args = build_parser().parse_args(argv)
         command = args.command or ""
         if not command:
-            raise UsageError("a command is required: arches or demo (see pfnmap --help)")
+            names = ", ".join(args.command_names)
+            raise UsageError(f"a command is required: {names} (see pfnmap --help)")
         return args.func(args, make_console()), command
     except SystemExit as exc:  # --help and --version end here
         return (exc.code if isinstance(exc.code, int) else 0), command

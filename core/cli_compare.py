@@ -105,12 +105,17 @@ def render_list(console: Console) -> None:
     console.print(table)
 
 
+#: the table shortens an era's reason to this many characters (the JSON has all of it)
+WHY_CHARS = 160
+
+
 def _cell(value: object, detail: str, why: str, differs: bool) -> Text:
     text = Text(str(value), style="bold yellow" if differs else "")
     if detail:
         text.append(f"  {detail}", style="dim")
     if why:
-        text.append(f"\n{why}", style="dim")
+        short = why if len(why) <= WHY_CHARS else why[: WHY_CHARS - 3] + "..."
+        text.append(f"\n{short}", style="dim")
     return text
 
 

@@ -46,6 +46,7 @@ from .demo_render import format_size
 from .dump import DUMP_FORMATS, SCENARIOS, build_scenario, dump_machine
 from .errors import KernelError, UnknownArch
 from .image import check_elf_arch, open_image
+from .rules import ERAS, SEED, rules_for
 
 #: images from this size up get a progress bar when stderr is a terminal
 PROGRESS_MIN_BYTES = 64 << 20
@@ -115,6 +116,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="the process's vmas, one 'START-END FLAGS PGOFF' per line (see docs)",
     )  # fmt: skip
     decode.add_argument(
+        "--era", choices=tuple(ERAS), default=SEED.name, metavar="ERA",
+        help="whose vm_normal_page() gives the verdicts: " + ", ".join(ERAS)
+        + f" (default: {SEED.name})",
+    )  # fmt: skip
+    decode.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=None,
         help="a progress bar on stderr (default: when stderr is a terminal and the image "
         f"is {PROGRESS_MIN_BYTES >> 20} MiB or more)",
@@ -161,21 +167,45 @@ def _hints(args: argparse.Namespace) -> Hints | None:
     vmas = read_vmas_file(args.vmas) if args.vmas is not None else []
     if ram is None and not vmas:
         return None
-    return Hints(ram, vmas)
+    return Hints(ram, vmas, rules_for(args.era))
 
 
 def _problem_line(problem: Problem) -> None:
     print(f"{PROG}: problem: {problem.line()}", file=sys.stderr)
 
 
-def _progress_wanted(args: argparse.Namespace, image_size: int) -> bool:
-    if args.progress is not None:
-        return args.progress
+def _isatty(stream: TextIO) -> bool:
     try:
-        tty = sys.stderr.isatty()
+        return stream.isatty()
     except (AttributeError, ValueError):
-        tty = False
-    return tty and image_size >= PROGRESS_MIN_BYTES
+        return False
+
+
+def _progress(args: argparse.Namespace, console: Console, image_size: int) -> Progress | None:
+    """The progress bar, or None. By default it shows when stderr is a terminal, the image is
+    large, and the output does not stream to the same terminal (the human table does: then
+    the bar shares its console, which keeps it below the rows). Never on stdout's data."""
+    want = args.progress
+    if want is None:
+        want = (
+            _isatty(sys.stderr)
+            and image_size >= PROGRESS_MIN_BYTES
+            and (args.format == "table" or not _isatty(sys.stdout))
+        )
+    if not want:
+        return None
+    shared = args.format == "table" and console.is_terminal
+    return Progress(
+        TextColumn("decoding"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[tables]} tables"),
+        TimeElapsedColumn(),
+        console=console if shared else Console(stderr=True),
+        transient=True,
+        redirect_stdout=False,  # JSON lines and CSV go to stdout untouched
+        redirect_stderr=not shared,
+    )
 
 
 def cmd_decode(args: argparse.Namespace, console: Console) -> int:
@@ -186,23 +216,11 @@ def cmd_decode(args: argparse.Namespace, console: Console) -> int:
         except FormatError as exc:
             raise UsageError(f"argument --format: {exc}") from None
     hints = _hints(args)
-    kind = args.image_format
-    with open_image(args.image, args.base, kind) as image:
+    out = sys.stdout
+    with open_image(args.image, args.base, args.image_format) as image:
         check_elf_arch(image, arch)
-        bar: Progress | None = None
-        task = None
-        progress_cb = None
-        if _progress_wanted(args, image.size):
-            bar = Progress(
-                TextColumn("decoding"),
-                BarColumn(),
-                TaskProgressColumn(),
-                TextColumn("{task.fields[tables]} tables"),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
         walker = Walker(image, arch, args.root, max_tables=args.max_tables)
+        bar = _progress(args, console, image.size)
         if bar is not None:
             task = bar.add_task("decode", total=walker.va_total, tables=0)
 
@@ -212,7 +230,7 @@ def cmd_decode(args: argparse.Namespace, console: Console) -> int:
             walker.progress = progress_cb
             bar.start()
         try:
-            _write(args, console, sys.stdout, walker, arch, hints)
+            _write(args, console, out, walker, arch, hints)
         finally:
             if bar is not None:
                 bar.stop()

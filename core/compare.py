@@ -11,7 +11,7 @@ or as JSON (:meth:`Comparison.as_dict`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .machine import Machine
@@ -95,10 +95,10 @@ class Comparison:
 
 
 def differing_fields(rules: list[KernelRules]) -> list[str]:
-    """The rules fields (other than the name) whose values are not all the same."""
-    dicts = [r.as_dict() for r in rules]
-    names = [name for name in dicts[0] if name != "name"]
-    return [name for name in names if len({repr(d[name]) for d in dicts}) > 1]
+    """The rules fields (other than the name) whose values are not all the same (flags are
+    compared as bits: VM_UNPAGED and VM_PFNMAP are one bit under two names)."""
+    names = [f.name for f in fields(KernelRules) if f.name not in ("name", "pfnmap_flag_name")]
+    return [n for n in names if len({repr(getattr(r, n)) for r in rules}) > 1]
 
 
 def run_era(scenario: str, era: str, arch: str, ram: int | str = "64M") -> Observations:

@@ -28,8 +28,8 @@ address, its raw value and the reason, and the walk goes on with the next entry.
     an entry points to a table address that is not a multiple of the table's size (only
     sparc64's ``paddr >> 11`` entries can say that); not followed;
 ``table-budget``
-    the walk read more tables than the image could hold twice over: entries keep pointing to
-    the same tables; the walk stops there (it always terminates).
+    the walk read more tables than its budget (twice what the image can hold, plus 65,536):
+    entries keep pointing to the same tables; the walk stops there (it always terminates).
 
 :func:`leaves` turns batches into :class:`Leaf` records and :func:`ranges` merges consecutive
 leaves (virtually and physically contiguous, same flags, same verdict) into :class:`Range`
@@ -46,6 +46,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -65,6 +66,9 @@ BUDGET = "table-budget"
 PROBLEM_KINDS = (OUTSIDE, TRUNCATED, LOOP, RESERVED, NON_CANONICAL, MISALIGNED, BUDGET)
 
 _U64 = (1 << 64) - 1
+#: table reads every walk may make beyond twice the tables the image holds: real kernels map
+#: one table from many entries (x86-64's ESPFIX area fills pmd tables with one pte table)
+MIN_TABLE_BUDGET = 1 << 16
 
 
 class WalkError(PfnmapError):
@@ -138,6 +142,8 @@ class Leaf:
     present: bool
     verdict: str | None = None
     reason: str | None = None
+    #: the set flag bits and non-address fields, lowest bit first (see describe_flags)
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +162,7 @@ class Range:
     present: bool
     verdict: str | None = None
     reason: str | None = None
+    flags: tuple[str, ...] = ()
 
     @property
     def end(self) -> int:
@@ -168,10 +175,11 @@ Item = LeafBatch | Problem
 class Walker:
     """Iterate the tables under ``root``; yields :class:`LeafBatch` and :class:`Problem`.
 
-    ``max_tables`` bounds the tables read (default: twice what the image can hold, plus a
-    few), so a walk over any bytes terminates. ``progress(done, total)`` is called after
-    each table with how much of the table-translated VA space is behind the walk. After the
-    iteration ``tables_read``, ``leaf_entries``, ``problems`` and ``stopped`` describe it.
+    ``max_tables`` bounds the tables read (default: twice what the image can hold, plus
+    :data:`MIN_TABLE_BUDGET`), so a walk over any bytes terminates. ``progress(done, total)``
+    is called after each table with how much of the table-translated VA space is behind the
+    walk. After the iteration ``tables_read``, ``leaf_entries``, ``problems`` and ``stopped``
+    describe it.
     """
 
     def __init__(
@@ -195,7 +203,9 @@ class Walker:
         self.progress = progress
         smallest = min(lv.entries * lv.entry_bytes for lv in arch.levels)
         self.max_tables = (
-            max_tables if max_tables is not None else 2 * (image.size // smallest) + 16
+            max_tables
+            if max_tables is not None
+            else 2 * (image.size // smallest) + MIN_TABLE_BUDGET
         )
         self.canonical = arch.canonical and 0 < arch.va_bits <= self.table_bits
         self.canon_level = -1
@@ -254,9 +264,10 @@ class Walker:
         return va_raw
 
     def _canon(self, va_raw: np.ndarray) -> np.ndarray:
-        if not self.canonical:
-            return va_raw
         bits = self.arch.va_bits
+        # va_raw ascends (index order): all in the lower half needs no sign extension
+        if not self.canonical or not va_raw.size or int(va_raw[-1]) >> (bits - 1) == 0:
+            return va_raw
         sign = np.uint64(1 << (bits - 1))
         high = np.uint64(_U64 ^ ((1 << bits) - 1))
         return np.where((va_raw & sign) != 0, va_raw | high, va_raw)
@@ -387,9 +398,8 @@ class Walker:
                 self.stopped = True
                 yield self._problem(
                     BUDGET,
-                    f"walk stopped after {self.tables_read} table reads: the image holds at most "
-                    f"about {self.max_tables // 2} tables, so entries keep pointing to the same "
-                    "ones",
+                    f"walk stopped after {self.tables_read} table reads (the budget, see "
+                    "--max-tables): entries keep pointing to the same tables",
                     level,
                     entry_addr,
                     entry,
@@ -435,7 +445,7 @@ class Walker:
             )  # fmt: skip
 
 
-def walk(image: PhysImage, arch: Arch, root: int, **kw) -> Walker:
+def walk(image: PhysImage, arch: Arch, root: int, **kw: Any) -> Walker:
     """A :class:`Walker` (iterate it for batches and problems)."""
     return Walker(image, arch, root, **kw)
 
@@ -471,11 +481,15 @@ def leaves(
             continue
         verdicts = _verdicts(arch, item, hints, pfn_valid)
         addrs = item.entry_addrs().tolist()
+        level = item.level
+        mask = table_ops(arch).levels[level].leaf_flag_mask
         for va, pa, raw, present, ea, (verdict, reason) in zip(
             item.va.tolist(), item.pa.tolist(), item.raw.tolist(), item.present.tolist(),
             addrs, verdicts, strict=True,
         ):  # fmt: skip
-            yield Leaf(va, pa, item.size, item.level, item.name, raw, ea, present, verdict, reason)
+            flags = _describe(arch, level, raw & mask)
+            yield Leaf(va, pa, item.size, level, item.name, raw, ea, present, verdict, reason,
+                       flags)  # fmt: skip
 
 
 def ranges(
@@ -493,7 +507,7 @@ def ranges(
         nonlocal cur
         if cur is None:
             return None
-        r = Range(*cur[:12])
+        r = Range(*cur[:12], _describe(arch, cur[5], cur[12]))
         cur = None
         return r
 
@@ -509,8 +523,11 @@ def ranges(
         flag_mask = np.uint64(ops.levels[item.level].leaf_flag_mask)
         flags = item.raw & flag_mask
         verdicts = _verdicts(arch, item, hints, pfn_valid)
-        codes = {v: i for i, v in enumerate(dict.fromkeys(v for v, _ in verdicts))}
-        vcode = np.fromiter((codes[v] for v, _ in verdicts), dtype=np.int64, count=n)
+        if hints is None or not hints.has_vmas:
+            vcode = np.zeros(n, dtype=np.int64)  # no verdicts: nothing to break on
+        else:
+            codes = {v: i for i, v in enumerate(dict.fromkeys(v for v, _ in verdicts))}
+            vcode = np.fromiter((codes[v] for v, _ in verdicts), dtype=np.int64, count=n)
         step = np.uint64(size)
         brk = np.ones(n, dtype=bool)
         if n > 1:

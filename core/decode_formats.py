@@ -49,7 +49,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .arch import Arch
-from .decode import Item, Leaf, LeafBatch, Problem, Range, describe_flags, leaves, ranges
+from .decode import Item, Leaf, LeafBatch, Problem, Range, leaves, ranges
 from .decode_hints import Hints
 from .errors import PfnmapError
 
@@ -119,7 +119,7 @@ def record_of(arch: Arch, rec: Leaf | Range | Problem) -> dict[str, Any]:
         level=rec.name,
         raw=_hex(rec.raw),
         entry_addr=_hex(rec.entry_addr),
-        flags=" ".join(describe_flags(arch, rec.level, rec.raw)),
+        flags=" ".join(rec.flags),
         present=rec.present,
         verdict=rec.verdict,
         reason=rec.reason,
@@ -206,15 +206,23 @@ def write_table(
     columns.append(("flags", FLAGS_WIDTH, "left"))
     if show_verdict:
         columns.append(("verdict", VERDICT_WIDTH, "left"))
+    columns = [(name, max(width, len(name)), justify) for name, width, justify in columns]
     needed = sum(w + 3 for _, w, _ in columns) + 4  # padding and the box's column dividers
-    if not console.is_terminal and console.width < needed:
-        console.width = needed  # a pipe or file has room: never squeeze the columns
+    if console.width < needed:
+        # never squeeze the columns (rich would cut hex numbers short): a narrow terminal wraps
+        console.width = needed
     first = True
     table: Table | None = None
 
     def new_table() -> Table:
         nonlocal first
-        t = Table(box=box.SIMPLE_HEAD, show_header=first, header_style="bold", pad_edge=False)
+        t = Table(
+            box=box.SIMPLE_HEAD,
+            show_header=first,
+            show_edge=False,
+            header_style="bold",
+            pad_edge=False,
+        )
         first = False
         for name, width, justify in columns:
             wrap = name in ("flags", "verdict")
@@ -242,7 +250,7 @@ def write_table(
         cells: list[Any] = [va, f"{rec.pa:0{pa_width}x}", _size(rec.size)]
         if merge:
             cells.append(str(rec.pages))
-        flags = " ".join(describe_flags(arch, rec.level, rec.raw))
+        flags = " ".join(rec.flags)
         cells.append(rec.name)
         if not merge:
             cells.append(f"{rec.raw:0{raw_width}x}")

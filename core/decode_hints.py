@@ -23,7 +23,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from .arch import Arch
@@ -96,7 +96,7 @@ class Hints:
             return self.vmas[i]
         return None
 
-    def pfn_valid_for(self, arch: Arch):
+    def pfn_valid_for(self, arch: Arch) -> Callable[[int], bool]:
         """pfn_valid() from the RAM ranges: the whole page lies in one range."""
         if self.ram is None:
             return _unknown_pfn_valid
@@ -111,7 +111,9 @@ class Hints:
 
         return pfn_valid
 
-    def verdict(self, arch: Arch, addr: int, pte: int, pfn_valid) -> tuple[str | None, str]:
+    def verdict(
+        self, arch: Arch, addr: int, pte: int, pfn_valid: Callable[[int], bool]
+    ) -> tuple[str | None, str]:
         """vm_normal_page()'s verdict for the pte mapping ``addr``, with its reason.
 
         ``(None, reason)`` when no vma covers ``addr``; ``("unknown", reason)`` when the rule

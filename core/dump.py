@@ -37,6 +37,7 @@ from .errors import PfnmapError
 from .image import write_elf_core, write_raw
 from .machine import Machine
 from .process import Process
+from .rules import ERAS, SEED
 
 DUMP_SCHEMA = "pfnmap.dump/1"
 DUMP_FORMATS = ("raw", "elf")
@@ -117,6 +118,8 @@ def dump_info(machine: Machine, image: str, fmt: str) -> dict[str, Any]:
             "pfnmap", "decode", image, "--arch", arch.name, "--root", f"{proc.mm.pgd:#x}",
             "--ram", ram_arg(ram), "--vmas", vmas_file,
         ]  # fmt: skip
+        if machine.rules.name != SEED.name and ERAS.get(machine.rules.name) == machine.rules:
+            command += ["--era", machine.rules.name]
         procs.append(
             {
                 "pid": proc.pid,
@@ -163,7 +166,7 @@ def hints_from_info(info: dict[str, Any], pid: int) -> Hints:
                         int(v["pgoff"], 16))
                 for v in proc["vmas"]
             ]  # fmt: skip
-            return Hints(ram, vmas)
+            return Hints(ram, vmas, ERAS.get(info.get("rules", ""), SEED))
     raise DumpError(f"the dump has no process {pid}")
 
 

@@ -46,6 +46,8 @@ class Tables:
                 child = self.alloc()
                 self.write(lv, table, i, arch.mk_table_entry(lv, child))
                 table = child
+            elif arch.table_entry_leaf(lv, entry):
+                raise ValueError(f"{va:#x}: a large page at level {lv} is in the way")
             else:
                 table = arch.table_entry_paddr(lv, entry)
         return table

@@ -3,7 +3,10 @@ problem records for bad entries, range merging, hints and their verdicts."""
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -16,6 +19,7 @@ from pfnmap.constants import VM_IO, VM_MAYWRITE, VM_PFNMAP, VM_READ, VM_SHARED, 
 from pfnmap.decode import (
     BUDGET,
     LOOP,
+    MIN_TABLE_BUDGET,
     MISALIGNED,
     NON_CANONICAL,
     OUTSIDE,
@@ -257,12 +261,14 @@ def test_a_walk_over_shared_tables_stops_at_its_budget() -> None:
     for i in range(512):  # every pmd entry and every pud entry share one table
         t.write(2, pmd, i, arch.mk_table_entry(2, pte_table))
         t.write(1, pud, i, arch.mk_table_entry(1, pmd))
-    w = Walker(t.image(), arch, t.root)
+    w = Walker(t.image(), arch, t.root, max_tables=300)
     got, problems = split(leaves(w, arch))
     assert w.stopped and w.finished
     assert [p.kind for p in problems] == [BUDGET]
-    assert w.tables_read <= w.max_tables
-    assert 0 < len(got) < 512 * 512
+    assert w.tables_read == 300
+    assert len(got) == 297  # one leaf per pte table read (300 - the pgd, pud and pmd reads)
+    default = Walker(t.image(), arch, t.root)
+    assert default.max_tables == 2 * 8 + MIN_TABLE_BUDGET
 
 
 @pytest.mark.parametrize(
@@ -460,3 +466,152 @@ def test_leaf_records_carry_entry_addresses() -> None:
         a,
         b + 4096,
     }
+
+
+# the command line ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def story_files(tmp_path_factory) -> dict:
+    from pfnmap.dump import dump_machine
+
+    tmp = tmp_path_factory.mktemp("story")
+    m = build_scenario("x86-64")
+    raw = dump_machine(m, tmp / "story.img", "raw")
+    dump_machine(m, tmp / "story.elf", "elf")
+    pae = build_scenario("x86-pae")
+    dump_machine(pae, tmp / "pae.elf", "elf")
+    root = raw["processes"][0]["root"]
+    return {"dir": tmp, "root": root, "vmas": str(tmp / raw["processes"][0]["vmas_file"])}
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str, str]:
+    from pfnmap.cli import main
+
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _bad_inputs(files: dict) -> list[tuple[list[str], int, str]]:
+    d, root = files["dir"], files["root"]
+    img, elf = str(d / "story.img"), str(d / "story.elf")
+    (d / "empty.img").write_bytes(b"")
+    exe = bytearray((d / "story.elf").read_bytes()[:4096])
+    exe[16] = 2  # e_type ET_EXEC
+    (d / "exec.elf").write_bytes(bytes(exe))
+    (d / "bad.vmas").write_text("1000-2000 VM_NOPE 0\n")
+    decode = ["decode"]
+    return [
+        (decode + [str(d / "missing.img"), "--arch", "x86-64", "--root", root], 1, "no such file"),
+        (decode + [str(d), "--arch", "x86-64", "--root", root], 1, "is a directory"),
+        (decode + [str(d / "empty.img"), "--arch", "x86-64", "--root", "0"], 1, "is empty"),
+        (decode + [str(d / "exec.elf"), "--arch", "x86-64", "--root", "0"], 1, "not a core"),
+        (decode + [str(d / "pae.elf"), "--arch", "x86-64", "--root", root], 1, "EM_386 core"),
+        (decode + [img, "--arch", "x86-64", "--root", "0x40000000"], 1, "outside the image"),
+        (decode + [img, "--arch", "x86-64", "--root", "0x11008"], 1, "not aligned"),
+        (decode + [img, "--arch", "x86-64", "--root", root, "--vmas", str(d / "nope")], 1,
+         "no such file"),
+        (decode + [img, "--arch", "x86-64", "--root", root, "--vmas", str(d / "bad.vmas")], 1,
+         "bad.vmas:1: flags"),
+        (decode + [elf, "--arch", "x86-64", "--root", root, "--base", "0x1000"], 1,
+         "--base is for raw images"),
+        (decode + [img, "--arch", "vax", "--root", root], 2, "unknown arch 'vax'"),
+        (decode + [img, "--arch", "x86-64", "--root", "0xZZ"], 2, "is not an address"),
+        (decode + [img, "--arch", "x86-64", "--root", root, "--ram", "9-1"], 2, "--ram"),
+        (decode + [img, "--arch", "sparc64", "--root", root, "--format", "qemu-tlb"], 2,
+         "QEMU's x86 monitor"),
+        (decode + [img, "--arch", "x86-64"], 2, "--root"),
+    ]  # fmt: skip
+
+
+def test_cli_bad_inputs_are_one_line_and_an_exit_code(story_files, capsys) -> None:
+    for argv, code, fragment in _bad_inputs(story_files):
+        got, out, err = _run(argv, capsys)
+        assert (got, fragment in err) == (code, True), (argv, err)
+        assert err.startswith("pfnmap: error: ") and err.count("\n") == 1, err
+        assert "Traceback" not in err and out == ""
+
+
+def test_cli_problems_do_not_change_the_exit_code(story_files, capsys) -> None:
+    d, root = story_files["dir"], int(story_files["root"], 16)
+    raw = bytearray((d / "story.img").read_bytes())
+    raw[root + 8 * 300 : root + 8 * 301] = (0x0700_0000_0000 | 0x67).to_bytes(8, "little")
+    (d / "damaged.img").write_bytes(bytes(raw))
+    argv = ["decode", str(d / "damaged.img"), "--arch", "x86-64", "--root", hex(root)]
+    code, out, err = _run([*argv, "--format", "jsonl", "--progress"], capsys)
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]  # nothing but JSON on stdout
+    (prob,) = [r for r in rows if r["record"] == "problem"]
+    assert prob["problem"] == "outside-image" and int(prob["entry_addr"], 16) == root + 8 * 300
+    assert sum(r["record"] == "leaf" for r in rows) == 12
+    code, out, err = _run([*argv, "--format", "qemu-tlb"], capsys)
+    assert code == 0 and len(out.splitlines()) == 12
+    assert err.splitlines()[0].startswith("pfnmap: problem: outside-image pgd entry at ")
+    code, out, err = _run(argv, capsys)
+    assert code == 0 and "problem: outside-image" in out and "1 problems" in out
+
+
+def test_cli_csv_and_ranges(story_files, capsys) -> None:
+    d, root = story_files["dir"], story_files["root"]
+    argv = ["decode", str(d / "story.elf"), "--arch", "x86-64", "--root", root]
+    code, out, _ = _run([*argv, "--format", "csv", "--ranges", "--ram", "0-16M",
+                         "--vmas", story_files["vmas"]], capsys)  # fmt: skip
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0
+    assert [r["record"] for r in rows] == ["range"] * 6 + ["summary"]
+    assert [r["verdict"] for r in rows[:3]] == ["raw pfn", "raw pfn", "COWed page in a PFN vma"]
+    assert rows[0]["pages"] == "4"
+
+
+# memory -----------------------------------------------------------------------------------------
+def _pte_image(path, n_tables: int) -> None:
+    """An x86-64 image: pgd, pud, pmd tables, then ``n_tables`` full pte tables."""
+    arch = arch_of("x86-64")
+    n_pmd = -(-n_tables // 512)
+    t = np.zeros((2 + n_pmd + n_tables, 512), dtype="<u8")
+    t[0, 0] = arch.mk_table_entry(0, 4096)
+    for i in range(n_pmd):
+        t[1, i] = arch.mk_table_entry(1, (2 + i) * 4096)
+    ptes = (2 + n_pmd + np.arange(n_tables, dtype=np.uint64)) * np.uint64(4096)
+    t[2 : 2 + n_pmd].reshape(-1)[:n_tables] = ptes | np.uint64(arch.mk_table_entry(2, 0))
+    pfns = np.arange(n_tables * 512, dtype=np.uint64)
+    t[2 + n_pmd :] = ((pfns << np.uint64(12)) | np.uint64(arch.PAGE_SHARED)).reshape(-1, 512)
+    path.write_bytes(t.tobytes())
+
+
+def test_memory_does_not_grow_with_the_image(tmp_path) -> None:
+    import tracemalloc
+
+    from pfnmap.decode_formats import records
+    from pfnmap.image import open_raw
+
+    arch = arch_of("x86-64")
+    peaks = {}
+    for n in (8, 256):
+        _pte_image(tmp_path / f"{n}.raw", n)
+        with open_raw(tmp_path / f"{n}.raw") as img:
+            tracemalloc.start()
+            count = sum(r.pages for r in ranges(Walker(img, arch, 0), arch))
+            count += sum(1 for r in records(Walker(img, arch, 0), arch) if r["record"] == "leaf")
+            peaks[n] = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        assert count == 2 * n * 512
+    # 32 times the tables (1 MiB of them, 131,072 leaves) cost about the same memory
+    assert peaks[256] < 2 * peaks[8] + (128 << 10), peaks
+
+
+def test_era_changes_the_verdicts(story_files, capsys) -> None:
+    """The rc6 rule (2.6.15 final): in a shared VM_PFNMAP vma every pte is raw."""
+    d = story_files["dir"]
+    arch = arch_of("x86-64")
+    t = Tables(arch, size=16 * 4096)
+    t.set_leaf(0x10000, 3, arch.pfn_pte(0x100, arch.PAGE_SHARED))  # RAM, off the linear rule
+    (d / "t.raw").write_bytes(bytes(t.buf))
+    (d / "t.vmas").write_text("10000-11000 VM_READ|VM_SHARED|VM_MAYSHARE|VM_PFNMAP 5\n")
+    argv = ["decode", str(d / "t.raw"), "--arch", "x86-64", "--root", "0", "--format", "jsonl",
+            "--ram", "0-16M", "--vmas", str(d / "t.vmas")]  # fmt: skip
+    verdicts = {}
+    for era in ("seed", "2.6.15"):
+        code, out, _ = _run([*argv, "--era", era], capsys)
+        assert code == 0
+        verdicts[era] = json.loads(out.splitlines()[0])["verdict"]
+    assert verdicts == {"seed": "COWed page in a PFN vma", "2.6.15": "raw pfn"}

@@ -364,11 +364,13 @@ def x86_tables(draw, name: str):
             level = arch.large_page_level(size)
             pfn = draw(st.integers(0, phys_pages - 1)) & ~((size >> 12) - 1)
             entry = (pfn << 12) | flags | P | PS
-            if t.read(level, t.table_for(va, level), arch.index(level, va)) == 0:
-                try:
+            try:
+                if t.read(level, t.table_for(va, level), arch.index(level, va)) == 0:
                     t.set_leaf(va, level, entry)
-                except MemoryError:
-                    break
+            except MemoryError:
+                break
+            except ValueError:
+                pass  # a larger page covers it already
             continue
         pfn = draw(st.integers(0, phys_pages - 1))
         present = draw(st.integers(0, 5)) > 0
@@ -379,16 +381,17 @@ def x86_tables(draw, name: str):
             table = t.table_for(va, level)
         except MemoryError:
             break
-        if arch.levels[level - 1].leaf is not None:
-            up = t.table_for(va, level - 1)
-            if arch.table_entry_leaf(level - 1, t.read(level - 1, up, arch.index(level - 1, va))):
-                continue  # a large page is there already
+        except ValueError:
+            continue  # a large page is there already
         t.write(level, table, arch.index(level, va), entry)
     # knock user or write permission out of some upper entries (not the PAE PDPT's)
     first = 1 if name == "x86-pae" else 0
     for _ in range(draw(st.integers(0, 3))):
         level = draw(st.integers(first, last - 1))
-        table = t.table_for(draw(st.sampled_from(WINDOWS[name])) << 12, level)
+        try:
+            table = t.table_for(draw(st.sampled_from(WINDOWS[name])) << 12, level)
+        except (MemoryError, ValueError):
+            continue
         for i in range(arch.levels[level].entries):
             e = t.read(level, table, i)
             if e and not e & PS:

@@ -169,7 +169,7 @@ def play(machine: Machine, ops) -> None:
 
 @pytest.mark.parametrize("name", ARCHES)
 @settings(
-    max_examples=12,
+    max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -65,9 +65,12 @@ class Scenario:
         kernel hit a BUG (then ``observations.stopped`` says where).
         """
         observer = Observer(machine, self.name)
-        with contextlib.suppress(StopScenario):
-            self.body(machine, observer)
-        return observer.finish()
+        try:
+            with contextlib.suppress(StopScenario):
+                self.body(machine, observer)
+            return observer.finish()
+        finally:
+            machine.rules = observer.tracer.rules  # even if the scenario itself is broken
 
     __call__ = run
 

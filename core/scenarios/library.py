@@ -106,8 +106,9 @@ def shared_remaps(m: Machine, obs: Observer) -> None:
     """A driver fills one MAP_SHARED vma with three remap_pfn_range calls over discontiguous
     device ranges, out of order (what the binary graphics drivers did).
 
-    Seed: each call overwrites vm_pgoff, so only the last piece follows the linear rule; the
-    others are bad ptes at fork and at unmap (print_bad_pte). 2.6.15 (rc6 "Allow arbitrary
+    Seed: each call sets vm_pgoff to its own first pfn, counted from vm_start, so no pte
+    follows the linear rule (only a call at vm_start could line up): every pte is a bad pte at
+    fork and at unmap (print_bad_pte). 2.6.15 (rc6 "Allow arbitrary
     shared PFNMAP's"): a non-COW vma is raw throughout, no report. Before the seed: VM_UNPAGED,
     raw throughout. 2.6.26: raw (pte_special, or the rc6 rule without the bit).
     """
@@ -154,9 +155,10 @@ def sunffb(m: Machine, obs: Observer) -> None:
     helper, draws, the helper exits, X unmaps and exits. If MAP_PRIVATE fails, X falls back to
     MAP_SHARED, as it did.
 
-    Seed: the mapping works; only the last piece matches vm_pgoff, so fork reports "Bad pte"
-    (copy_one_pte), the write-protected ptes make X's next drawing a COW into anonymous RAM
-    (the blank screen; do_wp_page reports again), and exit and munmap report the rest.
+    Seed: the mapping works, but vm_pgoff is the last call's first pfn, which no pte fits, so
+    fork reports "Bad pte" for every pte (copy_one_pte), the write-protected ptes make X's
+    next drawing a COW into anonymous RAM (the blank screen; do_wp_page reports again), and
+    exit and munmap report the rest.
     2.6.15 on x86: remap_pfn_range refuses the partial COW remap (EINVAL), X falls back to
     MAP_SHARED and everything is raw. 2.6.15 on sparc64: sparc's own io_remap_pfn_range has no
     such check, so the report is reproduced as it was filed (on rc6). Before the seed: raw
@@ -259,7 +261,11 @@ def fork_after_cow(m: Machine, obs: Observer) -> None:
     uncounted; they differ in how they know (vm_pgoff rule, page_is_anon) and in what fork
     does to the raw pte (before the seed it is copied verbatim, still young; from the seed it
     is write-protected and the child's copy is old). The child's writes copy again; the
-    parent's write then reuses its page in place (mapcount 1).
+    parent's write, at an offset into the page, then reuses its page in place (mapcount 1) in
+    the seed, 2.6.15 and 2.6.26. Before the seed (ee498ed7) do_wp_page hands the unaligned
+    fault address to page_is_anon(), which compares it with the page-aligned address of the
+    page: the task's own COWed page is taken for a raw pte, copied again and never given back
+    (the invariant check at the end names it).
     """
     ps = m.arch.page_size
     x = m.spawn("X")
@@ -323,6 +329,7 @@ def gup_no_vm_io(m: Machine, obs: Observer) -> None:
     buf = obs.do(
         "map the RAM buffer", lambda: x.mmap(2 * ps, RW, MAP_SHARED, x.open("/dev/rambuf")), x
     )
+    obs.at("mapped")
     for label, addr in (("mem", mem), ("bar", bar), ("rambuf", buf)):
         if addr is not FAILED:
             obs.vma(label, x, addr)
@@ -351,9 +358,10 @@ def insert_page_fork(m: Machine, obs: Observer) -> None:
 
     2.6.15 and 2.6.26: vm_insert_page(), real file pages (reference, mapcount, file_rss), and
     VM_INSERTPAGE makes fork copy them. Seed (no vm_insert_page: one remap_pfn_range per page):
-    vm_pgoff is the last page's pfn, so the other pages are taken for COWed pages: fork counts
-    them, the child's exit uncounts them, and the parent's exit finds mapcount 0 (BUG, in
-    page_remove_rmap). Before the seed: VM_UNPAGED, nothing counted, nothing broken.
+    each call sets vm_pgoff to its page's pfn, counted from vm_start, so no pte fits the rule
+    and every page is taken for a COWed page: fork counts them, the child's exit uncounts them,
+    and the parent's exit finds mapcount 0 (BUG, in page_remove_rmap). Before the seed:
+    VM_UNPAGED, nothing counted, nothing broken.
     """
     ps = m.arch.page_size
     driver = m.add_inode(PageDriver(m, "/dev/ring", 3))

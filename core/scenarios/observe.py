@@ -180,6 +180,8 @@ class Observer:
             scenario, machine.rules.name, machine.arch.name, self.tracer.rules
         )
         self.step_name = "setup"
+        #: the rules fields the last step read: state recorded after it may owe them too
+        self.step_fields: tuple[str, ...] = ()
 
     # steps ------------------------------------------------------------------------------------
     def do(self, step: str, fn: Callable[[], Any], proc: Process | None = None) -> Any:
@@ -218,6 +220,7 @@ class Observer:
     def _record(
         self, step: str, outcome: str, why: str, fields_read: tuple[str, ...], log0: int, bad0: int
     ) -> None:
+        self.step_fields = fields_read
         machine = self.machine
         log = machine.log[log0:]
         callers = [r.caller for r in machine.bad_ptes[bad0:]]
@@ -246,8 +249,11 @@ class Observer:
         self.step_name = stage
 
     def _add(self, key: str, kind: str, value: Any, detail: str = "", why: str = "") -> None:
+        """A state row; its fields are those read to produce it and those the last step read
+        (the step that made the state), since either may have made a difference."""
+        fields_read = tuple(sorted(set(self.tracer.take()) | set(self.step_fields)))
         self.observations.rows.append(
-            Row(self.step_name, key, kind, value, detail, why, self.tracer.take())
+            Row(self.step_name, key, kind, value, detail, why, fields_read)
         )
 
     def ptes(self, label: str, proc: Process, addr: int, npages: int = 1, first: int = 0) -> None:
@@ -268,7 +274,7 @@ class Observer:
             self._add(key, "pte", value, detail, info.reason)
 
     def vma(self, label: str, proc: Process, addr: int) -> None:
-        """The vma's flags (as the era named them) and vm_pgoff."""
+        """The vma's flags that this story is about (as the era named them) and vm_pgoff."""
         if not proc.alive:
             return
         vma = proc.mm.find_vma(addr)
@@ -284,7 +290,6 @@ class Observer:
             "vma",
             "|".join(pfn_flags) or "-",
             f"vm_pgoff {vma.vm_pgoff:#x}",
-            "|".join(wanted),
         )
 
     def page(self, label: str, pfn: int | None) -> None:

@@ -36,89 +36,48 @@ from __future__ import annotations
 
 import pytest
 
-from pfnmap.testing.checks import check_id, deviation
-from pfnmap.testing.checks.layouts import (
-    test_layout_each_field_builds_its_mask,
-    test_layout_fields_tile_every_entry,
-    test_layout_lossless_and_masks_agree,
-    test_layout_lossless_at_the_edges,
-    test_ram_storage_uses_the_layout_byte_order,
-    test_validation_is_clean,
-)
-from pfnmap.testing.checks.pte_ops import (
-    test_dirty_pair,
-    test_every_pte_operation_is_implemented,
-    test_mkdirty_never_makes_a_pte_writable,
-    test_mmu_changes_only_accessed_and_dirty,
-    test_noncached_keeps_the_protection,
-    test_pfn_round_trip,
-    test_pfn_round_trip_at_the_edges,
-    test_protection_map_means_what_mm_expects,
-    test_pte_modify,
-    test_special_bit,
-    test_the_pfn_does_not_leak_into_the_flags,
-    test_the_zero_entry_is_none,
-    test_write_pair,
-    test_young_pair,
-)
-from pfnmap.testing.checks.semantics import (
-    test_anon_read_maps_the_zero_page,
-    test_cow_after_fork,
-    test_devmem_at_the_top_of_the_physical_space,
-    test_devmem_beyond_ram_is_a_raw_pfn_mapping,
-    test_devmem_inside_ram_leaves_struct_pages_alone,
-    test_devmem_private_write_cows,
-    test_mprotect,
-    test_munmap_and_exit_give_every_page_back,
-)
-from pfnmap.testing.checks.synthetic import (
-    test_synthetic_large_pages_translate,
-    test_synthetic_tables_dump_decodes,
-    test_synthetic_tables_translate,
-)
-from pfnmap.testing.checks.upper import (
-    test_large_leaves_round_trip,
-    test_table_entries_round_trip_at_the_edges,
-    test_table_entry_round_trip,
-)
+from pfnmap.testing.checks import check_id, deviation, layouts, pte_ops, semantics, synthetic, upper
 
 #: every check, in the order the docstring above lists them
 CHECKS = [
-    test_validation_is_clean,
-    test_layout_fields_tile_every_entry,
-    test_layout_lossless_at_the_edges,
-    test_layout_lossless_and_masks_agree,
-    test_layout_each_field_builds_its_mask,
-    test_ram_storage_uses_the_layout_byte_order,
-    test_every_pte_operation_is_implemented,
-    test_pfn_round_trip_at_the_edges,
-    test_pfn_round_trip,
-    test_the_pfn_does_not_leak_into_the_flags,
-    test_write_pair,
-    test_dirty_pair,
-    test_young_pair,
-    test_mkdirty_never_makes_a_pte_writable,
-    test_pte_modify,
-    test_noncached_keeps_the_protection,
-    test_protection_map_means_what_mm_expects,
-    test_mmu_changes_only_accessed_and_dirty,
-    test_the_zero_entry_is_none,
-    test_special_bit,
-    test_table_entries_round_trip_at_the_edges,
-    test_table_entry_round_trip,
-    test_large_leaves_round_trip,
-    test_synthetic_tables_translate,
-    test_synthetic_tables_dump_decodes,
-    test_synthetic_large_pages_translate,
-    test_anon_read_maps_the_zero_page,
-    test_cow_after_fork,
-    test_devmem_beyond_ram_is_a_raw_pfn_mapping,
-    test_devmem_inside_ram_leaves_struct_pages_alone,
-    test_devmem_private_write_cows,
-    test_devmem_at_the_top_of_the_physical_space,
-    test_mprotect,
-    test_munmap_and_exit_give_every_page_back,
+    layouts.test_validation_is_clean,
+    layouts.test_layout_fields_tile_every_entry,
+    layouts.test_layout_lossless_at_the_edges,
+    layouts.test_layout_lossless_and_masks_agree,
+    layouts.test_layout_each_field_builds_its_mask,
+    layouts.test_ram_storage_uses_the_layout_byte_order,
+    pte_ops.test_every_pte_operation_is_implemented,
+    pte_ops.test_pfn_round_trip_at_the_edges,
+    pte_ops.test_pfn_round_trip,
+    pte_ops.test_the_pfn_does_not_leak_into_the_flags,
+    pte_ops.test_write_pair,
+    pte_ops.test_dirty_pair,
+    pte_ops.test_young_pair,
+    pte_ops.test_mkdirty_never_makes_a_pte_writable,
+    pte_ops.test_pte_modify,
+    pte_ops.test_noncached_keeps_the_protection,
+    pte_ops.test_protection_map_means_what_mm_expects,
+    pte_ops.test_mmu_changes_only_accessed_and_dirty,
+    pte_ops.test_the_zero_entry_is_none,
+    pte_ops.test_special_bit,
+    upper.test_table_entries_round_trip_at_the_edges,
+    upper.test_table_entry_round_trip,
+    upper.test_large_leaves_round_trip,
+    synthetic.test_synthetic_tables_translate,
+    synthetic.test_synthetic_tables_dump_decodes,
+    synthetic.test_synthetic_large_pages_translate,
+    semantics.test_anon_read_maps_the_zero_page,
+    semantics.test_cow_after_fork,
+    semantics.test_devmem_beyond_ram_is_a_raw_pfn_mapping,
+    semantics.test_devmem_inside_ram_leaves_struct_pages_alone,
+    semantics.test_devmem_private_write_cows,
+    semantics.test_devmem_at_the_top_of_the_physical_space,
+    semantics.test_mprotect,
+    semantics.test_munmap_and_exit_give_every_page_back,
 ]
+
+# pytest collects the test functions it finds in this module's namespace, in this order
+globals().update({check.__name__: check for check in CHECKS})
 
 
 @pytest.fixture(autouse=True)

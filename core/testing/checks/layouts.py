@@ -14,7 +14,8 @@ from pfnmap.testing.checks import KIT, edge_words, formats_of
 
 
 def test_validation_is_clean(pfnmap_arch: Arch) -> None:
-    """validation: the registry's own checks (geometry, operations, masks) find nothing."""
+    """validation.clean: the registry's own checks (geometry, operations, masks, the first
+    round trips) find nothing."""
     assert validate_arch(pfnmap_arch) == []
 
 
