@@ -181,6 +181,7 @@ def test_protection_map_means_what_mm_expects(pfnmap_arch: Arch) -> None:
     for index in PRIVATE_WRITE:
         pte = arch.pfn_pte(3, pmap[index])
         assert not arch.pte_write(pte), f"{prot_name(index)} is writable before COW"
+        assert not arch.pte_hw_access_ok(pte, write=True), f"the MMU writes {prot_name(index)}"
         writable = arch.pte_mkyoung(arch.pte_mkdirty(arch.pte_mkwrite(pte)))
         assert arch.pte_hw_access_ok(writable, write=True), prot_name(index)
     for index in SHARED_WRITE:
