@@ -484,7 +484,7 @@ def test_an_entry_point_pluggy_refuses_is_skipped_not_fatal(
         lambda **kw: [e for e in eps if e.group == kw.get("group")],
     )
     monkeypatch.delenv(DISABLE_AUTOLOAD_ENV, raising=False)
-    with pytest.warns(PluginWarning, match=r"skipping pfnmap plugin 'badargs'.*extra"):
+    with pytest.warns(PluginWarning, match=r"(?s)skipping pfnmap plugin 'badargs'.*'extra'"):
         pm = make_plugin_manager()
     assert pm.get_plugin("badargs") is None
     with warnings.catch_warnings():
