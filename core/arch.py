@@ -14,10 +14,12 @@ however many there are.
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import construct as cs
+import numpy as np
 
 from .errors import KernelError, LayoutError
 
@@ -241,6 +243,46 @@ class Arch:
 
     def pte_mkspecial(self, pte: int) -> int:
         return pte | self.special_mask
+
+    # whole-table forms of the pte operations ------------------------------------------------
+    # The bulk paths (pfnmap.fastpath) work on a pte table at a time, as numpy uint64 arrays in
+    # native byte order. The defaults are built once per arch from the scalar operations above
+    # by probing (pfnmap.decode_ops: a mask, or "any/all of these bits"; an operation that fits
+    # neither form is called per entry), so an arch needs to override these only to be faster.
+    def ptes_present(self, ptes: np.ndarray) -> np.ndarray:
+        """pte_present() of each pte: a bool array."""
+        return self._pte_vector("pte_present")(ptes)
+
+    def ptes_special(self, ptes: np.ndarray) -> np.ndarray:
+        """pte_special() of each pte: a bool array."""
+        return self._pte_vector("pte_special")(ptes)
+
+    def ptes_pfn(self, ptes: np.ndarray) -> np.ndarray:
+        """pte_pfn() of each pte: a uint64 array."""
+        return self._pte_vector("pte_pfn")(ptes)
+
+    def ptes_wrprotect(self, ptes: np.ndarray) -> np.ndarray:
+        """pte_wrprotect() of each pte: a new uint64 array."""
+        return self._pte_vector("pte_wrprotect")(ptes)
+
+    def ptes_mkclean(self, ptes: np.ndarray) -> np.ndarray:
+        """pte_mkclean() of each pte: a new uint64 array."""
+        return self._pte_vector("pte_mkclean")(ptes)
+
+    def ptes_mkold(self, ptes: np.ndarray) -> np.ndarray:
+        """pte_mkold() of each pte: a new uint64 array."""
+        return self._pte_vector("pte_mkold")(ptes)
+
+    def _pte_vector(self, name: str) -> Callable[[np.ndarray], np.ndarray]:
+        cache: dict[str, Callable[[np.ndarray], np.ndarray]] = self.__dict__.setdefault(
+            "_pte_vectors", {}
+        )
+        op = cache.get(name)
+        if op is None:
+            from .decode_ops import pte_vector_op
+
+            op = cache[name] = pte_vector_op(self, name)
+        return op
 
     def _entry_format(self, name: str, layout: cs.Construct, entry_bytes: int) -> EntryFormat:
         try:

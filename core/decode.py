@@ -43,6 +43,8 @@ their size, are shown per 8 KiB slot with their ``size`` field among the flags.
 
 from __future__ import annotations
 
+import itertools
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -66,6 +68,9 @@ BUDGET = "table-budget"
 PROBLEM_KINDS = (OUTSIDE, TRUNCATED, LOOP, RESERVED, NON_CANONICAL, MISALIGNED, BUDGET)
 
 _U64 = (1 << 64) - 1
+#: leaves a grouped batch (``Walker(..., grouped=True)``) holds at most: x86-64's 512 pte
+#: tables under one pmd table, 2 MiB of raw entries
+GROUP_ENTRIES = 1 << 18
 #: table reads every walk may make beyond twice the tables the image holds: real kernels map
 #: one table from many entries (x86-64's ESPFIX area fills pmd tables with one pte table)
 MIN_TABLE_BUDGET = 1 << 16
@@ -104,7 +109,16 @@ class Problem:
 @dataclass(frozen=True, slots=True)
 class LeafBatch:
     """The leaves of one table, in index order, as arrays (``raw``, ``va``, ``pa`` are uint64;
-    ``va`` is canonical, ``va_raw`` the address as the tables index it)."""
+    ``va`` is canonical, ``va_raw`` the address as the tables index it).
+
+    A *grouped* batch (``Walker(..., grouped=True)``) holds the leaves of several last-level
+    tables that hang one after the other from one upper table, in VA order: ``tables`` are
+    their addresses, ``pointers`` the raw upper entries that point to them, and table ``i``'s
+    leaves are ``[starts[i], starts[i + 1])`` of the arrays; ``index`` is then the index
+    within each leaf's own table, ``table`` the first table, and ``upper`` ends above the
+    pointers (the parent table's own path). :meth:`split` gives the per-table batches the
+    ungrouped walk yields. Arrays of a grouped batch may be read-only views of the image.
+    """
 
     level: int
     name: str
@@ -119,12 +133,43 @@ class LeafBatch:
     present: np.ndarray
     #: raw values of the entries that led here, top level first
     upper: tuple[int, ...]
+    tables: np.ndarray | None = None
+    pointers: np.ndarray | None = None
+    starts: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.raw.size)
 
     def entry_addrs(self) -> np.ndarray:
-        return np.uint64(self.table) + self.index.astype(np.uint64) * np.uint64(self.entry_bytes)
+        index = self.index.astype(np.uint64) * np.uint64(self.entry_bytes)
+        if self.tables is None:
+            return np.uint64(self.table) + index
+        assert self.starts is not None
+        return np.repeat(self.tables, np.diff(self.starts)) + index
+
+    def entry_addr(self, k: int) -> int:
+        """The physical address of leaf ``k``'s entry."""
+        table = self.table
+        if self.tables is not None:
+            assert self.starts is not None
+            table = int(self.tables[int(np.searchsorted(self.starts, k, side="right")) - 1])
+        return table + int(self.index[k]) * self.entry_bytes
+
+    def split(self) -> Iterator[LeafBatch]:
+        """The batch per table, as the ungrouped walk yields them (itself if not grouped)."""
+        if self.tables is None:
+            yield self
+            return
+        assert self.pointers is not None and self.starts is not None
+        bounds = self.starts.tolist()
+        for i, (a, b) in enumerate(itertools.pairwise(bounds)):
+            if a == b:
+                continue
+            yield LeafBatch(
+                self.level, self.name, self.size, int(self.tables[i]), self.entry_bytes,
+                self.index[a:b], self.raw[a:b], self.va_raw[a:b], self.va[a:b], self.pa[a:b],
+                self.present[a:b], (*self.upper, int(self.pointers[i])),
+            )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +217,51 @@ class Range:
 Item = LeafBatch | Problem
 
 
+class ArrayPool:
+    """Memory for the arrays of grouped batches, recycled once no batch uses it any more.
+
+    A grouped batch holds megabytes of arrays. Fresh memory of that size comes from the OS
+    (glibc maps it and unmaps it again when freed), and touching it the first time costs a page
+    fault per 4 KiB: several times the decoding itself. So the walker cuts its arrays from a
+    few slabs and reuses a slab only when its reference count shows that no array cut from it
+    is alive (numpy views keep their base alive): a batch a caller keeps is never written
+    over. When every slab is in use the array is simply allocated.
+    """
+
+    SLABS = 8
+    #: smaller arrays come from malloc's heap, which keeps its memory: no pool needed
+    MIN_BYTES = 1 << 17
+
+    def __init__(self) -> None:
+        self._slabs: list[np.ndarray] = []
+
+    def take(self, shape: int | tuple[int, int], dtype: np.dtype | type | str) -> np.ndarray:
+        """An uninitialised array of ``shape`` and ``dtype``."""
+        dt = np.dtype(dtype)
+        count = shape if isinstance(shape, int) else shape[0] * shape[1]
+        nbytes = count * dt.itemsize
+        if nbytes < self.MIN_BYTES:
+            return np.empty(shape, dtype=dt)
+        slabs = self._slabs
+        for i in range(len(slabs)):
+            # 2: the list's reference and getrefcount's argument; each array cut from the
+            # slab adds one
+            if slabs[i].size >= nbytes and sys.getrefcount(slabs[i]) == 2:
+                return self._cut(slabs[i], nbytes, dt, shape)
+        if len(slabs) < self.SLABS:
+            slabs.append(np.empty(nbytes, dtype=np.uint8))
+            return self._cut(slabs[-1], nbytes, dt, shape)
+        for i in range(len(slabs)):  # every slab is too small or in use: replace a free one
+            if sys.getrefcount(slabs[i]) == 2:
+                slabs[i] = np.empty(nbytes, dtype=np.uint8)
+                return self._cut(slabs[i], nbytes, dt, shape)
+        return np.empty(shape, dtype=dt)
+
+    @staticmethod
+    def _cut(slab: np.ndarray, nbytes: int, dt: np.dtype, shape) -> np.ndarray:
+        return slab[:nbytes].view(dt).reshape(shape)
+
+
 class Walker:
     """Iterate the tables under ``root``; yields :class:`LeafBatch` and :class:`Problem`.
 
@@ -180,6 +270,13 @@ class Walker:
     is called after each table with how much of the table-translated VA space is behind the
     walk. After the iteration ``tables_read``, ``leaf_entries``, ``problems`` and ``stopped``
     describe it.
+
+    With ``grouped`` the last-level tables that hang one after the other from an upper table
+    are read and decoded together, up to ``group_entries`` leaves at a time, into grouped
+    batches (see :class:`LeafBatch`; ``progress`` is then called once per group): the same
+    leaves and problems in the same order, with a few numpy calls per group instead of per
+    table. Wherever a table of a group would make a problem record, that group is walked
+    table by table, so each problem still comes right where the ungrouped walk puts it.
     """
 
     def __init__(
@@ -190,8 +287,16 @@ class Walker:
         *,
         max_tables: int | None = None,
         progress: Callable[[int, int], None] | None = None,
+        grouped: bool = False,
+        group_entries: int = GROUP_ENTRIES,
     ) -> None:
         self.image = image
+        self.grouped = grouped
+        last_level = arch.levels[-1]
+        #: last-level tables a grouped batch holds at most
+        self._group_tables = max(1, group_entries // last_level.entries)
+        self._pool = ArrayPool()
+        self._scratch_buf = np.empty(0, dtype=np.uint64)
         self.arch = arch
         self.root = root
         self.ops: TableOps = table_ops(arch)
@@ -366,83 +471,224 @@ class Walker:
             level, table, idx[ptr_pos], raw[ptr_pos], va_raw[ptr_pos], ops.table_reserved,
             "table",
         )  # fmt: skip
-        children = ops.table_paddr(raw[ptr_pos]).tolist() if ptr_pos.size else []
+        children = (
+            ops.table_paddr(raw[ptr_pos]) if ptr_pos.size else np.empty(0, dtype=np.uint64)
+        )
+        cuts = np.searchsorted(leaf_pos, ptr_pos).tolist()
+        group = self._group_tables if self.grouped and level + 1 == self.last else 1
+        ptrs, kids = ptr_pos.tolist(), children.tolist()
         done = 0
-        nxt = self.levels[level + 1]
-        nops = self.ops.levels[level + 1]
-        child_bytes = nxt.entries * nxt.entry_bytes
-        for pos, child in zip(ptr_pos.tolist(), children, strict=True):
-            cut = int(np.searchsorted(leaf_pos, pos))
-            if cut > done:
+        i, n = 0, len(ptrs)
+        while i < n:
+            cut = cuts[i]
+            if cut > done:  # the large-page leaves before this pointer, in VA order
                 sel = leaf_pos[done:cut]
                 yield self._batch(
                     level, table, idx[sel], raw[sel], va_raw[sel],
                     np.ones(sel.size, dtype=bool), upper,
                 )  # fmt: skip
                 done = cut
-            entry = int(raw[pos])
-            entry_addr = table + int(idx[pos]) * lv.entry_bytes
-            va = int(va_raw[pos])
-            if child in ancestors:
-                yield self._problem(
-                    LOOP,
-                    f"points back to the {self.levels[ancestors.index(child)].name} table at "
-                    f"{child:#x} on its own path from the root; not followed",
-                    level,
-                    entry_addr,
-                    entry,
-                    va,
-                )
-                continue
-            if self.tables_read >= self.max_tables:
-                self.stopped = True
-                yield self._problem(
-                    BUDGET,
-                    f"walk stopped after {self.tables_read} table reads (the budget, see "
-                    "--max-tables): entries keep pointing to the same tables",
-                    level,
-                    entry_addr,
-                    entry,
-                    va,
-                )
-                return
-            try:
-                arr = self.image.table(child, nxt.entries, nops.dtype)
-            except OutsideImage as exc:
-                if exc.kind == "truncated":
-                    kind, where = TRUNCATED, "cut off by the end of the file"
-                else:
-                    kind, where = OUTSIDE, "outside the image"
-                yield self._problem(
-                    kind,
-                    f"points to a {nxt.name} table at {child:#x}, {where}",
-                    level,
-                    entry_addr,
-                    entry,
-                    va,
-                )
-                continue
-            if child % child_bytes:
-                yield self._problem(
-                    MISALIGNED,
-                    f"points to a {nxt.name} table at {child:#x}, not aligned to its "
-                    f"{child_bytes} bytes",
-                    level,
-                    entry_addr,
-                    entry,
-                    va,
-                )
-                continue
-            self.tables_read += 1
-            yield from self._table(level + 1, child, arr, va, (*upper, entry), (*ancestors, child))
-            if self.stopped:
-                return
+            j = i + 1
+            while j < n and j - i < group and cuts[j] == cut:
+                j += 1
+            if j - i > 1:
+                grouped = self._group(level, raw, va_raw, ptr_pos[i:j], children[i:j], upper,
+                                      ancestors)  # fmt: skip
+                if grouped is not None:
+                    yield from grouped
+                    i = j
+                    continue
+            for k in range(i, j):
+                yield from self._child(level, table, idx, raw, va_raw, ptrs[k], kids[k], upper,
+                                       ancestors)  # fmt: skip
+                if self.stopped:
+                    return
+            i = j
         if done < leaf_pos.size:
             sel = leaf_pos[done:]
             yield self._batch(
                 level, table, idx[sel], raw[sel], va_raw[sel], np.ones(sel.size, dtype=bool),
                 upper,
             )  # fmt: skip
+
+    def _child(self, level, table, idx, raw, va_raw, pos, child, upper, ancestors):
+        """Follow the pointer at ``pos`` of an upper table to its child table."""
+        lv = self.levels[level]
+        nxt = self.levels[level + 1]
+        nops = self.ops.levels[level + 1]
+        child_bytes = nxt.entries * nxt.entry_bytes
+        entry = int(raw[pos])
+        entry_addr = table + int(idx[pos]) * lv.entry_bytes
+        va = int(va_raw[pos])
+        if child in ancestors:
+            yield self._problem(
+                LOOP,
+                f"points back to the {self.levels[ancestors.index(child)].name} table at "
+                f"{child:#x} on its own path from the root; not followed",
+                level,
+                entry_addr,
+                entry,
+                va,
+            )
+            return
+        if self.tables_read >= self.max_tables:
+            self.stopped = True
+            yield self._problem(
+                BUDGET,
+                f"walk stopped after {self.tables_read} table reads (the budget, see "
+                "--max-tables): entries keep pointing to the same tables",
+                level,
+                entry_addr,
+                entry,
+                va,
+            )
+            return
+        try:
+            arr = self.image.table(child, nxt.entries, nops.dtype)
+        except OutsideImage as exc:
+            if exc.kind == "truncated":
+                kind, where = TRUNCATED, "cut off by the end of the file"
+            else:
+                kind, where = OUTSIDE, "outside the image"
+            yield self._problem(
+                kind,
+                f"points to a {nxt.name} table at {child:#x}, {where}",
+                level,
+                entry_addr,
+                entry,
+                va,
+            )
+            return
+        if child % child_bytes:
+            yield self._problem(
+                MISALIGNED,
+                f"points to a {nxt.name} table at {child:#x}, not aligned to its "
+                f"{child_bytes} bytes",
+                level,
+                entry_addr,
+                entry,
+                va,
+            )
+            return
+        self.tables_read += 1
+        yield from self._table(level + 1, child, arr, va, (*upper, entry), (*ancestors, child))
+
+    def _group(self, level, raw, va_raw, pos, children, upper, ancestors) -> list[Item] | None:
+        """The last-level tables the pointers at ``pos`` lead to, decoded as one array into one
+        grouped :class:`LeafBatch` (a list of it, empty when the tables are). None, having
+        changed nothing, when one of them would make a problem record (a loop, the budget,
+        a table the image cannot give whole, misalignment, reserved bits): the caller then
+        walks them one by one and reports it in its place."""
+        lv = self.levels[level + 1]
+        ops = self.ops.levels[level + 1]
+        n = int(pos.size)
+        entries = lv.entries
+        if self.tables_read + n > self.max_tables:
+            return None
+        if (children % np.uint64(entries * lv.entry_bytes)).any():
+            return None
+        if np.isin(children, np.array(ancestors, dtype=np.uint64)).any():
+            return None
+        pool = self._pool
+        total = n * entries
+        block = self.image.tables(children, entries, ops.dtype, pool.take((n, entries), ops.dtype))
+        if block is None:
+            return None
+        flat = block.reshape(-1)
+        used = None if flat.min() else np.flatnonzero(flat)  # None: every entry is a leaf
+        if used is None:
+            values = flat
+        else:  # mode "clip": in range, and "raise" would copy through a buffer
+            values = np.take(flat, used, out=pool.take(used.size, flat.dtype), mode="clip")
+        if values.dtype == np.uint64:
+            leaf = values
+        else:  # another width or byte order: native uint64, as every leaf array is
+            leaf = pool.take(values.size, np.uint64)
+            np.copyto(leaf, values, casting="unsafe")
+        count = leaf.size
+        present = pool.take(count, np.bool_)
+        if ops.present.holds_for_all(leaf):
+            present.fill(True)
+        else:
+            ops.present(leaf, out=present, scratch=self._scratch(count))
+        # reserved bits: one OR over the group rules them out (the usual case)
+        reserved = ops.leaf_reserved
+        if reserved and count and int(np.bitwise_or.reduce(leaf)) & reserved:
+            hit = np.bitwise_and(leaf, np.uint64(reserved), out=self._scratch(count))
+            if (present & (hit != 0)).any():
+                return None
+        self.tables_read += n
+        bases = va_raw[pos]
+        if self.progress is not None:
+            self.progress(min(int(bases[-1]) + entries * lv.span, self.va_total), self.va_total)
+        if not count:
+            return []
+        va_raw_out = pool.take(count, np.uint64)
+        if used is None:
+            index = self._index_tile(entries, n)
+            starts = np.arange(n + 1, dtype=np.intp) * entries
+            step = np.uint64(entries << lv.shift)
+            if n == 1 or (np.diff(bases) == step).all():  # pointers one after the other
+                np.add(self._va_offsets(level + 1, total), bases[0], out=va_raw_out)
+            else:
+                offsets = self._va_offsets(level + 1, entries)
+                np.add(bases[:, None], offsets, out=va_raw_out.reshape(n, entries))
+        else:
+            number = used >> (entries.bit_length() - 1)
+            index = used & (entries - 1)
+            starts = np.searchsorted(number, np.arange(n + 1))
+            np.left_shift(index.astype(np.uint64), np.uint64(lv.shift), out=va_raw_out)
+            va_raw_out += bases[number]
+        self.leaf_entries += count
+        assert ops.leaf_paddr is not None
+        return [
+            LeafBatch(
+                level=level + 1,
+                name=self.arch.leaf_formats[level + 1].name,
+                size=lv.span,
+                table=int(children[0]),
+                entry_bytes=lv.entry_bytes,
+                index=index,
+                raw=leaf,
+                va_raw=va_raw_out,
+                va=self._canon(va_raw_out),
+                pa=ops.leaf_paddr(leaf, out=pool.take(count, np.uint64)),
+                present=present,
+                upper=upper,
+                tables=children,
+                pointers=raw[pos],
+                starts=starts,
+            )
+        ]
+
+    def _scratch(self, count: int) -> np.ndarray:
+        """Working memory of the walker's own (never part of a batch)."""
+        if self._scratch_buf.size < count:
+            self._scratch_buf = np.empty(count, dtype=np.uint64)
+        return self._scratch_buf[:count]
+
+    def _index_tile(self, entries: int, n: int) -> np.ndarray:
+        """``0 .. entries - 1`` repeated ``n`` times (a read-only view of a cached array)."""
+        return _index_tile(entries, self._group_tables)[: n * entries]
+
+    def _va_offsets(self, level: int, count: int) -> np.ndarray:
+        """``k << shift`` for the first ``count`` entries from a level's table (cached)."""
+        lv = self.levels[level]
+        return _va_offsets(lv.shift, max(count, self._group_tables * lv.entries))[:count]
+
+
+@lru_cache(maxsize=16)
+def _index_tile(entries: int, tables: int) -> np.ndarray:
+    tile = np.tile(np.arange(entries, dtype=np.intp), tables)
+    tile.flags.writeable = False
+    return tile
+
+
+@lru_cache(maxsize=16)
+def _va_offsets(shift: int, count: int) -> np.ndarray:
+    offsets = np.arange(count, dtype=np.uint64) << np.uint64(shift)
+    offsets.flags.writeable = False
+    return offsets
 
 
 def walk(image: PhysImage, arch: Arch, root: int, **kw: Any) -> Walker:
@@ -522,12 +768,9 @@ def ranges(
         size = item.size
         flag_mask = np.uint64(ops.levels[item.level].leaf_flag_mask)
         flags = item.raw & flag_mask
-        verdicts = _verdicts(arch, item, hints, pfn_valid)
-        if hints is None or not hints.has_vmas:
-            vcode = np.zeros(n, dtype=np.int64)  # no verdicts: nothing to break on
-        else:
-            codes = {v: i for i, v in enumerate(dict.fromkeys(v for v, _ in verdicts))}
-            vcode = np.fromiter((codes[v] for v, _ in verdicts), dtype=np.int64, count=n)
+        verdicts = None  # no verdicts: nothing to break on
+        if hints is not None and hints.has_vmas:
+            verdicts = _verdicts(arch, item, hints, pfn_valid)
         step = np.uint64(size)
         brk = np.ones(n, dtype=bool)
         if n > 1:
@@ -536,16 +779,18 @@ def ranges(
                 | (item.pa[1:] != item.pa[:-1] + step)
                 | (flags[1:] != flags[:-1])
                 | (item.present[1:] != item.present[:-1])
-                | (vcode[1:] != vcode[:-1])
             )
+            if verdicts is not None:
+                codes = {v: i for i, v in enumerate(dict.fromkeys(v for v, _ in verdicts))}
+                vcode = np.fromiter((codes[v] for v, _ in verdicts), dtype=np.int64, count=n)
+                brk[1:] |= vcode[1:] != vcode[:-1]
         starts = np.flatnonzero(brk)
         ends = np.append(starts[1:], n)
-        addrs = item.entry_addrs()
         for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
             va, pa, raw = int(item.va[s]), int(item.pa[s]), int(item.raw[s])
             fl = int(flags[s])
             present = bool(item.present[s])
-            verdict, reason = verdicts[s]
+            verdict, reason = (None, None) if verdicts is None else verdicts[s]
             count = e - s
             if (
                 s == 0
@@ -564,7 +809,7 @@ def ranges(
             if r is not None:
                 yield r
             cur = [va, pa, count * size, count, size, item.level, item.name, raw,
-                   int(addrs[s]), present, verdict, reason, fl]  # fmt: skip
+                   item.entry_addr(s), present, verdict, reason, fl]  # fmt: skip
     r = close()
     if r is not None:
         yield r

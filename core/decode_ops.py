@@ -111,18 +111,34 @@ class VecMap:
     def vectorised(self) -> bool:
         return self.pairs is not None
 
-    def __call__(self, values: np.ndarray) -> np.ndarray:
+    def __call__(self, values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The operation on every value; into ``out`` (a uint64 array of the same shape) when
+        given, so a caller can reuse memory."""
         if self.pairs is None:
-            return np.fromiter(
+            result = np.fromiter(
                 (self.func(int(v)) for v in values), dtype=np.uint64, count=values.size
             )
-        acc = np.zeros(values.shape, dtype=np.uint64)
+            if out is None:
+                return result
+            out[...] = result
+            return out
+        if len(self.pairs) == 1:  # one mask and one shift (x86's and sparc64's every address)
+            mask, shift = self.pairs[0]
+            v = np.bitwise_and(values, _u64(mask), out=out)
+            if shift > 0:
+                np.left_shift(v, np.uint64(shift), out=v)
+            elif shift < 0:
+                np.right_shift(v, np.uint64(-shift), out=v)
+            return v
+        acc = np.zeros(values.shape, dtype=np.uint64) if out is None else out
+        if out is not None:
+            acc.fill(0)
         for mask, shift in self.pairs:
             v = values & _u64(mask)
             if shift > 0:
-                v = v << np.uint64(shift)
+                v <<= np.uint64(shift)
             elif shift < 0:
-                v = v >> np.uint64(-shift)
+                v >>= np.uint64(-shift)
             acc |= v
         return acc
 
@@ -160,16 +176,38 @@ class VecPredicate:
     def vectorised(self) -> bool:
         return self.form is not None
 
-    def __call__(self, values: np.ndarray) -> np.ndarray:
+    def __call__(
+        self,
+        values: np.ndarray,
+        out: np.ndarray | None = None,
+        scratch: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The predicate of every value; into ``out`` (bool, same shape) when given, with
+        ``scratch`` (uint64, same shape) for the masked values, so a caller can reuse memory."""
         if self.form is None:
-            return np.fromiter(
+            result = np.fromiter(
                 (bool(self.func(int(v))) for v in values), dtype=bool, count=values.size
             )
+            if out is None:
+                return result
+            out[...] = result
+            return out
         kind, mask = self.form
         m = _u64(mask)
+        masked = np.bitwise_and(values, m, out=scratch)
         if kind == "any":
-            return (values & m) != 0
-        return (values & m) == m
+            return np.not_equal(masked, np.uint64(0), out=out)
+        return np.equal(masked, m, out=out)
+
+    def holds_for_all(self, values: np.ndarray) -> bool:
+        """A quick sufficient test, one reduction: True when the predicate surely holds for
+        every value (every value has one bit of an "any" mask in common, or every bit of an
+        "all" mask). False means "not known"."""
+        if self.form is None or not values.size:
+            return False
+        kind, mask = self.form
+        common = int(np.bitwise_and.reduce(values)) & mask
+        return bool(common) if kind == "any" else common == mask
 
 
 @dataclass(frozen=True)
@@ -237,6 +275,26 @@ class TableOps:
                 if op is not None:
                     out[f"{lv.name}.{name}"] = op.vectorised
         return out
+
+
+#: the pte operations :class:`~pfnmap.arch.Arch` offers in whole-table form (``ptes_*``)
+PTE_PREDICATES = ("pte_present", "pte_special", "pte_dirty", "pte_young")
+PTE_MAPS = ("pte_pfn", "pte_wrprotect", "pte_mkclean", "pte_mkold")
+
+
+def pte_vector_op(arch: Arch, name: str) -> VecPredicate | VecMap:
+    """The whole-table form of the arch's scalar pte operation ``name``, derived by probing.
+
+    Used by the defaults of ``Arch.ptes_*``; the result takes and gives native uint64 (bool for
+    a predicate) arrays.
+    """
+    width = arch.levels[-1].entry_bytes * 8
+    func = getattr(arch, name)
+    if name in PTE_PREDICATES:
+        return VecPredicate(func, width)
+    if name in PTE_MAPS:
+        return VecMap(func, width)
+    raise ValueError(f"{name!r} has no whole-table form (known: {PTE_PREDICATES + PTE_MAPS})")
 
 
 _CACHE: dict[int, tuple[Arch, TableOps]] = {}

@@ -42,35 +42,45 @@ if TYPE_CHECKING:
 def handle_mm_fault(mm: MmStruct, vma: VmArea, address: int, write: bool) -> int:
     """handle_mm_fault(): __handle_mm_fault with VM_FAULT_WRITE masked off.
 
-    After the fault the observer hook ``pfnmap_fault_handled`` gets a FaultReport.
+    After the fault the observer hook ``pfnmap_fault_handled`` gets a FaultReport with the
+    pte as the fault left it (read from the slot the fault used; none without a pte table).
+    The report is built only when a plugin implements the hook.
     """
-    ret = __handle_mm_fault(mm, vma, address, write) & ~VM_FAULT_WRITE
+    ret, slot = _handle_mm_fault(mm, vma, address, write)
+    ret &= ~VM_FAULT_WRITE
     machine = mm.machine
-    slot = pte_offset(mm, address)
-    pte = machine.tables.read_pte(slot) if slot is not None else 0
-    current = machine.current
-    report = FaultReport(
-        comm=mm.comm,
-        pid=current.pid if current is not None else 0,
-        address=address,
-        write=write,
-        result=ret,
-        result_name=VM_FAULT_NAMES.get(ret, str(ret)),
-        pte=pte,
-    )
     machine.faults += 1
-    machine.hook.pfnmap_fault_handled(machine=machine, report=report)
+    hook = machine.hook.pfnmap_fault_handled
+    if hook.get_hookimpls():
+        pte = machine.tables.read_pte(slot) if slot is not None else 0
+        current = machine.current
+        report = FaultReport(
+            comm=mm.comm,
+            pid=current.pid if current is not None else 0,
+            address=address,
+            write=write,
+            result=ret,
+            result_name=VM_FAULT_NAMES.get(ret, str(ret)),
+            pte=pte,
+        )
+        hook(machine=machine, report=report)
     return ret
 
 
 def __handle_mm_fault(mm: MmStruct, vma: VmArea, address: int, write: bool) -> int:
     """__handle_mm_fault(): allocate the table levels, then handle_pte_fault (hugetlb not
     modelled). A failed table allocation is VM_FAULT_OOM."""
+    return _handle_mm_fault(mm, vma, address, write)[0]
+
+
+def _handle_mm_fault(mm: MmStruct, vma: VmArea, address: int, write: bool):
+    """__handle_mm_fault's result and the pte slot it used (None when the tables could not be
+    allocated)."""
     try:
         slot = pte_offset(mm, address, alloc=True)
     except OutOfMemory:
-        return VM_FAULT_OOM
-    return handle_pte_fault(mm, vma, address, slot, write)
+        return VM_FAULT_OOM, None
+    return handle_pte_fault(mm, vma, address, slot, write), slot
 
 
 def handle_pte_fault(mm: MmStruct, vma: VmArea, address: int, slot: int, write: bool) -> int:

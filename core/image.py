@@ -141,6 +141,8 @@ class PhysImage:
         self._starts = [s.start for s in segs]
         self._buffer = buffer
         self._owner = owner
+        #: arrays derived from the segments and views of the buffer (see :meth:`tables`)
+        self._cache: dict[Any, Any] = {}
         self.name = name
         self.kind = kind
         self.elf_machine = elf_machine
@@ -253,8 +255,85 @@ class PhysImage:
             arr.flags.writeable = False
         return arr
 
+    def tables(
+        self,
+        paddrs: np.ndarray,
+        count: int,
+        dtype: np.dtype | str,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray | None:
+        """Many tables at once: an ``(n, count)`` array with the ``count`` entries at each of
+        the physical addresses ``paddrs`` (uint64), or None unless every table lies whole in a
+        buffer-backed segment (then :meth:`table` reads them one by one, and says what is
+        wrong). Tables stored one after the other come as one view of a read-only buffer;
+        others are gathered into a copy with one numpy call (as is everything from a writable
+        buffer, e.g. a running machine's RAM, so the result never changes under the caller);
+        a copy goes into ``out`` (``(n, count)`` of ``dtype``) when given.
+        """
+        dt = np.dtype(dtype)
+        size = count * dt.itemsize
+        n = int(paddrs.size)
+        if self._buffer is None or n == 0:
+            return None
+        starts, ends, offsets, buffered = self._segment_arrays()
+        pos = np.searchsorted(starts, paddrs, side="right") - 1
+        if pos.min() < 0:
+            return None
+        end = ends[pos]
+        if not (buffered[pos] & (paddrs < end) & (end - paddrs >= np.uint64(size))).all():
+            return None
+        offs = offsets[pos] + (paddrs - starts[pos])
+        if n == 1 or (np.diff(offs) == np.uint64(size)).all():
+            arr = np.frombuffer(self._buffer, dtype=dt, count=n * count, offset=int(offs[0]))
+            arr = arr.reshape(n, count)
+            if self._readonly:
+                return arr
+            if out is None:
+                return arr.copy()
+            np.copyto(out, arr)
+            return out
+        if (offs % np.uint64(size)).any():
+            return None
+        rows = (offs // np.uint64(size)).astype(np.intp)
+        # mode "clip": the rows are in range, and "raise" would copy through a buffer
+        return np.take(self._rows(dt, count), rows, axis=0, out=out, mode="clip")
+
+    def _segment_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(starts, ends of the readable bytes, buffer offsets, buffer-backed) as arrays."""
+        cached = self._cache.get("segments")
+        if cached is None:
+            segs = self.segments
+            cached = (
+                np.array([s.start for s in segs], dtype=np.uint64),
+                np.array([s.start + s.available for s in segs], dtype=np.uint64),
+                np.array([s.offset for s in segs], dtype=np.uint64),
+                np.array([s.reader is None for s in segs], dtype=bool),
+            )
+            self._cache["segments"] = cached
+        return cached
+
+    def _rows(self, dt: np.dtype, count: int) -> np.ndarray:
+        """The whole buffer as rows of ``count`` entries (a view, made once)."""
+        key = ("rows", dt.str, count)
+        rows = self._cache.get(key)
+        if rows is None:
+            row_bytes = count * dt.itemsize
+            nrows = len(self._buffer) // row_bytes
+            rows = np.frombuffer(self._buffer, dtype=dt, count=nrows * count).reshape(-1, count)
+            self._cache[key] = rows
+        return rows
+
+    @property
+    def _readonly(self) -> bool:
+        readonly = self._cache.get("readonly")
+        if readonly is None:
+            with memoryview(self._buffer) as view:
+                readonly = self._cache["readonly"] = view.readonly
+        return readonly
+
     # lifetime -----------------------------------------------------------------------------------
     def close(self) -> None:
+        self._cache.clear()  # views of the buffer
         buf, self._buffer = self._buffer, None
         if isinstance(buf, mmap.mmap) and self._owner is not None:
             # a caller may still hold a table view: then the GC closes the mapping later

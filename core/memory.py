@@ -3,7 +3,9 @@
 ``struct page *`` is modelled as the page's pfn (an int) and NULL as None. Each function's
 docstring names the kernel function and says where pfnmap differs. Per-table work reads the
 whole table once through numpy and loops over the present entries only, the way
-copy_pte_range/zap_pte_range hold one table lock and batch the rss counters.
+copy_pte_range/zap_pte_range hold one table lock and batch the rss counters. fork and munmap
+first try the bulk forms of those two (:mod:`pfnmap.fastpath`, numpy masks per table), which
+fall back to the functions here for any table they cannot do exactly as these would.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from .constants import (
     is_cow_mapping,
 )
 from .errors import KernelBug, KernelError, KernelLivelock
+from .fastpath import try_copy_pte_range, try_zap_pte_range
 from .pgtable import _upper_entry_ok, alloc_table
 from .reports import BadPteReport
 
@@ -61,6 +64,10 @@ class Verdict(StrEnum):
     BAD = "bad pte"
 
 
+#: a decision with its reason still unformatted: verdict, pfn, str.format template, arguments
+Decision = tuple[Verdict, int, str, tuple[object, ...]]
+
+
 def classify_pte(
     arch: Arch,
     rules: KernelRules,
@@ -74,15 +81,35 @@ def classify_pte(
 ) -> tuple[Verdict, int, str]:
     """vm_normal_page()'s decision from plain values: the verdict, the pfn and a reason.
 
-    The one place the rule lives. It needs no machine, so the dump decoder applies it to a
-    pte read from an image with vma and RAM hints, exactly as the emulator does. Which rule
-    applies is the era's: ``rules.pte_special`` on an arch with a special bit (2.6.26),
-    ``rules.vm_normal_page_rule`` otherwise ("vm_pgoff" from the seed on, "page_is_anon"
-    before it). ``page_is_anon(pfn)`` answers the pre-seed page_is_anon() for this vma and
-    address; without it (no struct page state, as in a dump) such a pte is taken as raw.
+    The one place the rule lives (:func:`decide_pte`). It needs no machine, so the dump decoder
+    applies it to a pte read from an image with vma and RAM hints, exactly as the emulator
+    does. Which rule applies is the era's: ``rules.pte_special`` on an arch with a special bit
+    (2.6.26), ``rules.vm_normal_page_rule`` otherwise ("vm_pgoff" from the seed on,
+    "page_is_anon" before it). ``page_is_anon(pfn)`` answers the pre-seed page_is_anon() for
+    this vma and address; without it (no struct page state, as in a dump) such a pte is taken
+    as raw.
     """
+    verdict, pfn, why, args = decide_pte(
+        arch, rules, pfn_valid, vm_flags, vm_start, vm_pgoff, addr, pte, page_is_anon
+    )
+    return verdict, pfn, why.format(*args)
+
+
+def decide_pte(
+    arch: Arch,
+    rules: KernelRules,
+    pfn_valid: Callable[[int], bool],
+    vm_flags: int,
+    vm_start: int,
+    vm_pgoff: int,
+    addr: int,
+    pte: int,
+    page_is_anon: Callable[[int], bool] | None = None,
+) -> Decision:
+    """:func:`classify_pte` with the reason as a ``str.format`` template and its arguments, so
+    that vm_normal_page(), which shows the reason only for a VM_BUG_ON, never formats it."""
     if not arch.pte_present(pte):
-        return Verdict.NOT_PRESENT, 0, "pte is not present"
+        return Verdict.NOT_PRESENT, 0, "pte is not present", ()
     pfn = arch.pte_pfn(pte)
     if rules.pte_special and arch.special_mask:
         return _vm_normal_page_special(arch, pfn_valid, vm_flags, pfn, pte)
@@ -90,46 +117,38 @@ def classify_pte(
         return _vm_normal_page_unpaged(pfn_valid, vm_flags, pfn, page_is_anon)
     if vm_flags & VM_MIXEDMAP and rules.vm_mixedmap:
         if pfn_valid(pfn):
-            return Verdict.NORMAL, pfn, f"VM_MIXEDMAP and pfn {pfn:#x} is pfn_valid: a normal page"
-        return Verdict.RAW_PFN, pfn, f"VM_MIXEDMAP and pfn {pfn:#x} has no struct page"
+            why = "VM_MIXEDMAP and pfn {:#x} is pfn_valid: a normal page"
+            return Verdict.NORMAL, pfn, why, (pfn,)
+        return Verdict.RAW_PFN, pfn, "VM_MIXEDMAP and pfn {:#x} has no struct page", (pfn,)
     if vm_flags & VM_PFNMAP:
         off = (addr - vm_start) >> arch.page_shift
         if pfn == vm_pgoff + off:
-            return (
-                Verdict.RAW_PFN,
-                pfn,
-                f"VM_PFNMAP and pfn {pfn:#x} == vm_pgoff {vm_pgoff:#x} + {off}",
-            )
+            why = "VM_PFNMAP and pfn {:#x} == vm_pgoff {:#x} + {}"
+            return Verdict.RAW_PFN, pfn, why, (pfn, vm_pgoff, off)
         if rules.vm_normal_page_is_cow_test and not is_cow_mapping(vm_flags):
-            return Verdict.RAW_PFN, pfn, "VM_PFNMAP and not a COW mapping: every pte is raw"
+            return Verdict.RAW_PFN, pfn, "VM_PFNMAP and not a COW mapping: every pte is raw", ()
     if not pfn_valid(pfn):
-        return Verdict.BAD, pfn, f"pfn {pfn:#x} has no struct page (pfn_valid fails)"
+        return Verdict.BAD, pfn, "pfn {:#x} has no struct page (pfn_valid fails)", (pfn,)
     if vm_flags & VM_PFNMAP:
-        return (
-            Verdict.COWED,
-            pfn,
-            f"VM_PFNMAP but pfn {pfn:#x} != vm_pgoff + offset: a COWed anonymous page",
-        )
-    return Verdict.NORMAL, pfn, f"pfn {pfn:#x} is RAM with a struct page"
+        why = "VM_PFNMAP but pfn {:#x} != vm_pgoff + offset: a COWed anonymous page"
+        return Verdict.COWED, pfn, why, (pfn,)
+    return Verdict.NORMAL, pfn, "pfn {:#x} is RAM with a struct page", (pfn,)
 
 
 def _vm_normal_page_special(
     arch: Arch, pfn_valid: Callable[[int], bool], vm_flags: int, pfn: int, pte: int
-) -> tuple[Verdict, int, str]:
+) -> Decision:
     """2.6.26 on an arch with a special bit: the pte alone decides (7e675137)."""
     if arch.pte_special(pte):
         if vm_flags & (VM_PFNMAP | VM_MIXEDMAP):
-            return Verdict.RAW_PFN, pfn, "pte_special: the pte's special bit is set"
-        return (
-            Verdict.BAD,
-            pfn,
-            "a special pte outside a VM_PFNMAP/VM_MIXEDMAP vma (VM_BUG_ON in vm_normal_page)",
-        )
+            return Verdict.RAW_PFN, pfn, "pte_special: the pte's special bit is set", ()
+        why = "a special pte outside a VM_PFNMAP/VM_MIXEDMAP vma (VM_BUG_ON in vm_normal_page)"
+        return Verdict.BAD, pfn, why, ()
     if not pfn_valid(pfn):
-        return Verdict.BAD, pfn, f"not special, and pfn {pfn:#x} has no struct page"
+        return Verdict.BAD, pfn, "not special, and pfn {:#x} has no struct page", (pfn,)
     if vm_flags & VM_PFNMAP:
-        return Verdict.COWED, pfn, f"not special: pfn {pfn:#x} is a COWed page in a PFN vma"
-    return Verdict.NORMAL, pfn, f"not special: pfn {pfn:#x} is a normal page"
+        return Verdict.COWED, pfn, "not special: pfn {:#x} is a COWed page in a PFN vma", (pfn,)
+    return Verdict.NORMAL, pfn, "not special: pfn {:#x} is a normal page", (pfn,)
 
 
 def _vm_normal_page_unpaged(
@@ -137,30 +156,25 @@ def _vm_normal_page_unpaged(
     vm_flags: int,
     pfn: int,
     page_is_anon: Callable[[int], bool] | None,
-) -> tuple[Verdict, int, str]:
+) -> Decision:
     """Before the seed (ee498ed7): ``page = pfn_valid(pfn) ? pfn_to_page(pfn) : NULL``, and in a
     VM_UNPAGED vma the page counts only when page_is_anon() says it is this vma's anonymous
     page at this address. Outside VM_UNPAGED an invalid pfn is a bad pte."""
     valid = pfn_valid(pfn)
     if vm_flags & VM_PFNMAP:  # VM_UNPAGED: the same bit
         if not valid:
-            return Verdict.RAW_PFN, pfn, f"VM_UNPAGED and pfn {pfn:#x} has no struct page"
+            return Verdict.RAW_PFN, pfn, "VM_UNPAGED and pfn {:#x} has no struct page", (pfn,)
         if page_is_anon is None:
-            return Verdict.RAW_PFN, pfn, "VM_UNPAGED; page_is_anon unknown here: taken as raw"
+            why = "VM_UNPAGED; page_is_anon unknown here: taken as raw"
+            return Verdict.RAW_PFN, pfn, why, ()
         if page_is_anon(pfn):
-            return (
-                Verdict.COWED,
-                pfn,
-                f"VM_UNPAGED and page_is_anon: pfn {pfn:#x} is this vma's anon page here",
-            )
-        return (
-            Verdict.RAW_PFN,
-            pfn,
-            f"VM_UNPAGED and not page_is_anon: pfn {pfn:#x} is not this vma's anon page here",
-        )
+            why = "VM_UNPAGED and page_is_anon: pfn {:#x} is this vma's anon page here"
+            return Verdict.COWED, pfn, why, (pfn,)
+        why = "VM_UNPAGED and not page_is_anon: pfn {:#x} is not this vma's anon page here"
+        return Verdict.RAW_PFN, pfn, why, (pfn,)
     if not valid:
-        return Verdict.BAD, pfn, f"pfn {pfn:#x} has no struct page (pfn_valid fails)"
-    return Verdict.NORMAL, pfn, f"pfn {pfn:#x} is RAM with a struct page"
+        return Verdict.BAD, pfn, "pfn {:#x} has no struct page (pfn_valid fails)", (pfn,)
+    return Verdict.NORMAL, pfn, "pfn {:#x} is RAM with a struct page", (pfn,)
 
 
 def page_is_anon(vma: VmArea, addr: int, pfn: int) -> bool:
@@ -179,6 +193,11 @@ def page_is_anon(vma: VmArea, addr: int, pfn: int) -> bool:
 
 def vm_normal_page_verdict(vma: VmArea, addr: int, pte: int) -> tuple[Verdict, int, str]:
     """The decision of vm_normal_page() for a vma of the machine, without print_bad_pte."""
+    verdict, pfn, why, args = _vm_normal_page_decision(vma, addr, pte)
+    return verdict, pfn, why.format(*args)
+
+
+def _vm_normal_page_decision(vma: VmArea, addr: int, pte: int) -> Decision:
     machine = vma.vm_mm.machine
     rules = machine.rules
     anon = None
@@ -187,7 +206,7 @@ def vm_normal_page_verdict(vma: VmArea, addr: int, pte: int) -> tuple[Verdict, i
         def anon(pfn: int) -> bool:
             return page_is_anon(vma, addr, pfn)
 
-    return classify_pte(
+    return decide_pte(
         machine.arch,
         rules,
         machine.phys.pfn_valid,
@@ -200,6 +219,10 @@ def vm_normal_page_verdict(vma: VmArea, addr: int, pte: int) -> tuple[Verdict, i
     )
 
 
+#: the verdicts for which vm_normal_page() returns the struct page
+_HAS_PAGE = frozenset((Verdict.NORMAL, Verdict.COWED))
+
+
 def vm_normal_page(vma: VmArea, addr: int, pte: int, caller: str = "vm_normal_page") -> int | None:
     """vm_normal_page(vma, addr, pte): the struct page behind a present pte, or None.
 
@@ -209,12 +232,14 @@ def vm_normal_page(vma: VmArea, addr: int, pte: int, caller: str = "vm_normal_pa
     VM_BUG_ON, a KernelBug). Reserved pages (the ZERO_PAGE) are normal. Other eras' rules:
     :func:`classify_pte`.
     """
-    verdict, pfn, why = vm_normal_page_verdict(vma, addr, pte)
-    if verdict is Verdict.NORMAL or verdict is Verdict.COWED:
+    verdict, pfn, why, args = _vm_normal_page_decision(vma, addr, pte)
+    if verdict in _HAS_PAGE:
         return pfn
     if verdict is Verdict.BAD:
         if vma.vm_mm.machine.rules.bad_pfn_vm_bug_on:
-            raise KernelBug(f"VM_BUG_ON in vm_normal_page from {caller} at {addr:#x}: {why}")
+            raise KernelBug(
+                f"VM_BUG_ON in vm_normal_page from {caller} at {addr:#x}: {why.format(*args)}"
+            )
         print_bad_pte(vma, pte, addr, caller)
     return None
 
@@ -292,7 +317,11 @@ def _copy_level(dst_mm, src_mm, vma, level, dst_table, src_table, addr, end) -> 
     tables = src_mm.machine.tables
     arch = tables.arch
     if level == tables.last:
-        copy_pte_range(dst_mm, src_mm, dst_table, src_table, vma, addr, end)
+        if not (
+            tables.fast_paths
+            and try_copy_pte_range(dst_mm, src_mm, dst_table, src_table, vma, addr, end)
+        ):
+            copy_pte_range(dst_mm, src_mm, dst_table, src_table, vma, addr, end)
         return
     span = arch.levels[level].span
     while addr < end:
@@ -408,7 +437,8 @@ def _zap_level(mm, vma, level, table, addr, end, gathered) -> None:
     tables = mm.machine.tables
     arch = tables.arch
     if level == tables.last:
-        zap_pte_range(mm, vma, table, addr, end, gathered)
+        if not (tables.fast_paths and try_zap_pte_range(mm, vma, table, addr, end, gathered)):
+            zap_pte_range(mm, vma, table, addr, end, gathered)
         return
     span = arch.levels[level].span
     while addr < end:

@@ -34,8 +34,18 @@ class TableAccess:
         self.last = len(arch.levels) - 1
         self.pte_struct = self.structs[-1]
         self.pte_bytes = arch.levels[-1].entry_bytes
+        #: whether fork and munmap use the bulk per-table forms of copy_pte_range and
+        #: zap_pte_range (pfnmap.fastpath); False runs the scalar reference everywhere
+        self.fast_paths = True
         # slot() runs several times per fault: keep its geometry as plain ints
         self._slot_geometry = [(lv.shift, lv.entries - 1, lv.entry_bytes) for lv in arch.levels]
+        #: per level, what a walk needs to read the entry for an address: the unpacking
+        #: function, the index shift and mask, the entry size (the walks of a fault inline
+        #: slot() and read() with these)
+        self.walk_steps = [
+            (st.unpack_from, shift, mask, size)
+            for st, (shift, mask, size) in zip(self.structs, self._slot_geometry, strict=True)
+        ]
 
     def read(self, level: int, paddr: int) -> int:
         return self.structs[level].unpack_from(self.ram, paddr)[0]
@@ -102,10 +112,12 @@ def walk_to_table(mm: MmStruct, addr: int, alloc: bool) -> int | None:
     """
     tables = mm.machine.tables
     arch = tables.arch
+    ram = tables.ram
     table = mm.pgd
     for level in range(tables.last):
-        slot = tables.slot(level, table, addr)
-        entry = tables.read(level, slot)
+        unpack, shift, index_mask, entry_bytes = tables.walk_steps[level]
+        slot = table + ((addr >> shift) & index_mask) * entry_bytes  # p?d_offset
+        entry = unpack(ram, slot)[0]
         if not entry or not _upper_entry_ok(mm, level, slot, entry):
             if not alloc:
                 return None

@@ -19,21 +19,23 @@ def hw_translate(mm: MmStruct, addr: int, write: bool) -> int | None:
 
     Updates the accessed/dirty bits of the leaf entry as the hardware does.
     """
-    machine = mm.machine
-    tables = machine.tables
+    tables = mm.machine.tables
     arch = tables.arch
+    ram = tables.ram
+    last = tables.last
     table = mm.pgd
-    for level in range(tables.last):
-        entry = tables.read(level, tables.slot(level, table, addr))
+    for level, (unpack, shift, index_mask, entry_bytes) in enumerate(tables.walk_steps):
+        slot = table + ((addr >> shift) & index_mask) * entry_bytes
+        entry = unpack(ram, slot)[0]
+        if level == last:
+            break
         if not arch.table_entry_present(level, entry):
             return None
         if arch.table_entry_leaf(level, entry):
             # a large page: offset within it comes from the VA bits below this level
-            slot = tables.slot(level, table, addr)
             return _leaf_access(mm, level, slot, entry, addr, write)
         table = arch.table_entry_paddr(level, entry)
-    slot = tables.slot(tables.last, table, addr)
-    return _leaf_access(mm, tables.last, slot, tables.read_pte(slot), addr, write)
+    return _leaf_access(mm, last, slot, entry, addr, write)
 
 
 def _leaf_access(mm: MmStruct, level: int, slot: int, entry: int, addr: int, write: bool):

@@ -73,7 +73,10 @@ def load_entry_point_plugins(pm: pluggy.PluginManager, group: str = ENTRY_POINT_
         try:
             pm.register(plugin, name=ep.name)
         except pluggy.PluginValidationError as exc:
-            # a hook implementation pluggy refuses (arguments the hookspec does not have)
+            # a hook implementation pluggy refuses (arguments the hookspec does not have);
+            # pluggy has registered the name and possibly other hooks by then: undo that
+            if pm.get_plugin(ep.name) is not None:
+                pm.unregister(name=ep.name)
             warnings.warn(
                 f"skipping pfnmap plugin {ep.name!r} ({ep.value}): {exc}",
                 PluginWarning,

@@ -5,7 +5,7 @@ point). It is cheap until used: it adds options and fixtures, and the conformanc
 only when asked for::
 
     python -m pfnmap.testing riscv-sv39          # the kit on one arch, nothing else
-    pytest --pfnmap-conformance=riscv-sv39       # the same, from pytest
+    pytest --pfnmap-conformance=riscv-sv39       # the kit added to a pytest run
     pytest tests --pfnmap-conformance=all        # your tests, and the kit on every arch
 
 Modules: :mod:`pfnmap.testing.plugin` (options, fixtures, collection of the kit),

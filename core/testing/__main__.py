@@ -36,7 +36,10 @@ def pytest_args(arches: Sequence[str], plugins: Sequence[str], extra: Sequence[s
     """The pytest command line that runs the kit (without the plugin-loading part)."""
     args = [f"--pfnmap-conformance={','.join(arches)}"]
     args += [f"--pfnmap-plugin={module}" for module in plugins]
-    return args + ["-p", "no:cacheprovider", *extra]
+    # ``python -m`` imported pfnmap before pytest could mark it for assertion rewriting (it
+    # does that for every distribution with a pytest11 entry point): nothing to warn about
+    quiet = ["-W", "ignore:Module already imported so cannot be rewritten"]
+    return args + ["-p", "no:cacheprovider", *quiet, *extra]
 
 
 def _entry_point_name() -> str | None:
@@ -56,7 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     import pytest
 
-    args = pytest_args(ns.arches, ns.plugin, extra)
+    from pfnmap.testing.plugin import kit_path
+
+    # the kit as the one path: only it runs, and the current directory's config is not used
+    args = [str(kit_path()), *pytest_args(ns.arches, ns.plugin, extra)]
     name = _entry_point_name()
     if name is not None:  # loaded by entry-point name, so autoloading cannot load it twice
         return int(pytest.main(["-p", name, *args]))

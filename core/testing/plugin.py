@@ -5,9 +5,8 @@ conformance kit runs only when asked for.
 
 Options (group "pfnmap")::
 
-    --pfnmap-conformance=ARCH   run the conformance kit on ARCH (repeat it, separate names with
-                                commas, or say "all"); with no test paths named, only the kit
-                                runs, with paths the kit runs next to them
+    --pfnmap-conformance=ARCH   add the conformance kit to the run, on ARCH (repeat it,
+                                separate names with commas, or say "all")
     --pfnmap-arch=ARCH          the arches the ``pfnmap_arch`` fixture runs your own tests on
                                 (same syntax; default: every registered arch)
     --pfnmap-plugin=MODULE      import MODULE and register it as an arch plugin first, to try
@@ -24,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,12 +41,10 @@ if TYPE_CHECKING:
 
 #: the conformance kit, collected by canonical module name (see :class:`KitModule`)
 KIT_MODULE = "pfnmap.testing.conformance"
-
-# plain asserts in the kit report their values, as in any test file
-pytest.register_assert_rewrite(KIT_MODULE, "pfnmap.testing.checks")
+#: modules whose plain asserts pytest rewrites, as in any test file
+REWRITTEN = (KIT_MODULE, "pfnmap.testing.checks")
 
 _SOURCE = pytest.StashKey["ArchSource"]()
-_KIT_PATH = pytest.StashKey["Path | None"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -56,7 +54,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="append",
         default=[],
         metavar="ARCH",
-        help="run pfnmap's conformance kit on ARCH (comma-separated, repeatable, or 'all')",
+        help="add pfnmap's conformance kit to the run, on ARCH (comma-separated, "
+        "repeatable, or 'all')",
     )
     group.addoption(
         "--pfnmap-arch",
@@ -108,8 +107,7 @@ def selected_arches(config: pytest.Config, option: str | None = None) -> list[st
     names = _names([v for opt in options for v in config.getoption(opt)])
     registry = arch_source(config).registry
     if not names or "all" in names:
-        extra = [n for n in names if n != "all"]
-        names = registry.names() + [n for n in extra if n not in registry.arches]
+        names = registry.names() + [n for n in names if n != "all"]
     flag = "--" + (option or "pfnmap-arch").replace("_", "-")
     from pfnmap.errors import PfnmapError
 
@@ -122,28 +120,31 @@ def selected_arches(config: pytest.Config, option: str | None = None) -> list[st
 
 
 @functools.cache
-def _kit_path() -> Path:
+def kit_path() -> Path:
+    """Where the kit module is installed."""
     spec = importlib.util.find_spec(KIT_MODULE)
     assert spec is not None and spec.origin is not None, KIT_MODULE
     return Path(spec.origin).resolve()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[_KIT_PATH] = None
+    not_yet = [name for name in REWRITTEN if name not in sys.modules]
+    if not_yet:  # (a module imported already, by an outer session, keeps plain asserts)
+        pytest.register_assert_rewrite(*not_yet)
     if not config.getoption("pfnmap_conformance"):
         return
     selected_arches(config, "pfnmap_conformance")  # refuse a bad name before collecting
-    kit = _kit_path()
-    config.stash[_KIT_PATH] = kit
-    named = config.args_source == pytest.Config.ArgsSource.ARGS
-    already = any(
-        arg.split("::")[0] in (KIT_MODULE, str(kit)) or Path(arg.split("::")[0]).resolve() == kit
-        for arg in config.args
-    )
-    if not named:
-        config.args[:] = [str(kit)]
-    elif not already:
+    kit = kit_path()
+    named = {arg.split("::")[0] for arg in config.args}
+    if KIT_MODULE not in named and not any(_same_file(arg, kit) for arg in named):
         config.args.append(str(kit))
+
+
+def _same_file(arg: str, kit: Path) -> bool:
+    try:
+        return Path(arg).resolve() == kit
+    except OSError:
+        return False
 
 
 class KitModule(pytest.Module):
@@ -156,11 +157,14 @@ class KitModule(pytest.Module):
     """
 
     def _getobj(self) -> Any:
-        return importlib.import_module(KIT_MODULE)
+        try:
+            return importlib.import_module(KIT_MODULE)
+        except ImportError as exc:  # hypothesis missing, most likely: say so, not a traceback
+            raise self.CollectError(f"cannot import {KIT_MODULE}: {exc}") from exc
 
 
 def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> Any:
-    if module_path.resolve() == _kit_path():
+    if module_path.resolve() == kit_path():
         # named by module, not by a path that may lie outside the rootdir (site-packages)
         return KitModule.from_parent(parent, path=module_path, nodeid=KIT_MODULE)
     return None

@@ -56,8 +56,8 @@ def test_anon_read_maps_the_zero_page(pfnmap_machine: Machine) -> None:
 
 
 def test_cow_after_fork(pfnmap_machine: Machine) -> None:
-    """sem.cow: after fork both tasks map the page write-protected with mapcount 2; the
-    child's write copies it, the parent's data and page stay."""
+    """sem.cow: after fork both tasks map the page write-protected with mapcount 2 (the
+    child's pte old); the child's write copies it, the parent's data and page stay."""
     m = pfnmap_machine
     arch = m.arch
     parent = m.spawn("parent")
@@ -68,6 +68,7 @@ def test_cow_after_fork(pfnmap_machine: Machine) -> None:
     child = parent.fork()
     assert not arch.pte_write(parent.lookup(addr).raw)
     assert not arch.pte_write(child.lookup(addr).raw)
+    assert not arch.pte_young(child.lookup(addr).raw), "copy_one_pte makes the child's pte old"
     assert child.lookup(addr).pfn == pfn
     assert (m.page(pfn).count, m.page(pfn).mapcount) == (2, 2)
     m.check_invariants()

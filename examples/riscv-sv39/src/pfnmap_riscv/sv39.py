@@ -50,7 +50,6 @@ import errno
 from typing import ClassVar
 
 import construct as cs
-
 from pfnmap.arch import Arch, Level
 from pfnmap.errors import KernelError
 from pfnmap.plugins import hookimpl
