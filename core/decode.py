@@ -11,7 +11,9 @@ It reads one table at a time as a numpy view of the image and decodes it with ma
 (:mod:`pfnmap.decode_ops`), so memory stays flat whatever the image size, and yields
 :class:`LeafBatch` (the leaves of one table, as arrays) and :class:`Problem` records. A bad
 entry never stops the walk: it becomes a problem record with its level, the entry's physical
-address, its raw value and the reason, and the walk goes on with the next entry. Problems:
+address, its raw value and the reason, and the walk goes on with the next entry. With
+``grouped=True`` the last-level tables under one upper table are read and decoded as one
+array instead, into grouped batches (see :class:`Walker`): the bulk mode. Problems:
 
 ``outside-image``
     a present entry points to a table the image does not hold;
@@ -34,7 +36,8 @@ address, its raw value and the reason, and the walk goes on with the next entry.
 :func:`leaves` turns batches into :class:`Leaf` records and :func:`ranges` merges consecutive
 leaves (virtually and physically contiguous, same flags, same verdict) into :class:`Range`
 records; both pass problems through. With :class:`~pfnmap.decode_hints.Hints` each pte gets
-vm_normal_page()'s verdict.
+vm_normal_page()'s verdict. The records live in :mod:`pfnmap.decode_records` and the views
+in :mod:`pfnmap.decode_views`; this module exports them all.
 
 Where pfnmap differs from the hardware: a leaf's physical address is the entry's own
 (``leaf_paddr``, what ``pte_pfn`` reads); sparc64's large TTEs, which the MMU also aligns down to
@@ -43,20 +46,52 @@ their size, are shown per 8 KiB slot with their ``size`` field among the flags.
 
 from __future__ import annotations
 
-import itertools
-import sys
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from functools import lru_cache
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from .arch import Arch
-from .decode_hints import Hints
 from .decode_ops import TableOps, table_ops
+from .decode_records import (
+    ArrayPool,
+    Item,
+    Leaf,
+    LeafBatch,
+    Problem,
+    Range,
+    index_tile,
+    va_offsets,
+)
+from .decode_views import LARGE_PAGE_REASON, describe_flags, leaves, ranges
 from .errors import PfnmapError
 from .image import OutsideImage, PhysImage
+
+__all__ = [
+    "BUDGET",
+    "GROUP_ENTRIES",
+    "LARGE_PAGE_REASON",
+    "LOOP",
+    "MIN_TABLE_BUDGET",
+    "MISALIGNED",
+    "NON_CANONICAL",
+    "OUTSIDE",
+    "PROBLEM_KINDS",
+    "RESERVED",
+    "TRUNCATED",
+    "Item",
+    "Leaf",
+    "LeafBatch",
+    "Problem",
+    "Range",
+    "WalkError",
+    "Walker",
+    "describe_flags",
+    "leaves",
+    "ranges",
+    "summary_hint",
+    "walk",
+]
 
 OUTSIDE = "outside-image"
 TRUNCATED = "truncated"
@@ -78,188 +113,6 @@ MIN_TABLE_BUDGET = 1 << 16
 
 class WalkError(PfnmapError):
     """The walk cannot start (a root outside the image, misaligned, cut off)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One bad entry (or a stop), with where it is and why."""
-
-    kind: str
-    detail: str
-    level: int | None = None
-    level_name: str | None = None
-    entry_addr: int | None = None
-    raw: int | None = None
-    va: int | None = None
-
-    def line(self) -> str:
-        """One line for people: what, where, which value, why."""
-        parts = [self.kind]
-        if self.level_name is not None:
-            parts.append(f"{self.level_name} entry")
-        if self.entry_addr is not None:
-            parts.append(f"at {self.entry_addr:#x}")
-        if self.raw is not None:
-            parts.append(f"= {self.raw:#x}")
-        if self.va is not None:
-            parts.append(f"(VA {self.va:#x})")
-        return " ".join(parts) + f": {self.detail}"
-
-
-@dataclass(frozen=True, slots=True)
-class LeafBatch:
-    """The leaves of one table, in index order, as arrays (``raw``, ``va``, ``pa`` are uint64;
-    ``va`` is canonical, ``va_raw`` the address as the tables index it).
-
-    A *grouped* batch (``Walker(..., grouped=True)``) holds the leaves of several last-level
-    tables that hang one after the other from one upper table, in VA order: ``tables`` are
-    their addresses, ``pointers`` the raw upper entries that point to them, and table ``i``'s
-    leaves are ``[starts[i], starts[i + 1])`` of the arrays; ``index`` is then the index
-    within each leaf's own table, ``table`` the first table, and ``upper`` ends above the
-    pointers (the parent table's own path). :meth:`split` gives the per-table batches the
-    ungrouped walk yields. Arrays of a grouped batch may be read-only views of the image.
-    """
-
-    level: int
-    name: str
-    size: int
-    table: int
-    entry_bytes: int
-    index: np.ndarray
-    raw: np.ndarray
-    va_raw: np.ndarray
-    va: np.ndarray
-    pa: np.ndarray
-    present: np.ndarray
-    #: raw values of the entries that led here, top level first
-    upper: tuple[int, ...]
-    tables: np.ndarray | None = None
-    pointers: np.ndarray | None = None
-    starts: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return int(self.raw.size)
-
-    def entry_addrs(self) -> np.ndarray:
-        index = self.index.astype(np.uint64) * np.uint64(self.entry_bytes)
-        if self.tables is None:
-            return np.uint64(self.table) + index
-        assert self.starts is not None
-        return np.repeat(self.tables, np.diff(self.starts)) + index
-
-    def entry_addr(self, k: int) -> int:
-        """The physical address of leaf ``k``'s entry."""
-        table = self.table
-        if self.tables is not None:
-            assert self.starts is not None
-            table = int(self.tables[int(np.searchsorted(self.starts, k, side="right")) - 1])
-        return table + int(self.index[k]) * self.entry_bytes
-
-    def split(self) -> Iterator[LeafBatch]:
-        """The batch per table, as the ungrouped walk yields them (itself if not grouped)."""
-        if self.tables is None:
-            yield self
-            return
-        assert self.pointers is not None and self.starts is not None
-        bounds = self.starts.tolist()
-        for i, (a, b) in enumerate(itertools.pairwise(bounds)):
-            if a == b:
-                continue
-            yield LeafBatch(
-                self.level, self.name, self.size, int(self.tables[i]), self.entry_bytes,
-                self.index[a:b], self.raw[a:b], self.va_raw[a:b], self.va[a:b], self.pa[a:b],
-                self.present[a:b], (*self.upper, int(self.pointers[i])),
-            )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class Leaf:
-    """One mapping: VA (canonical), PA, page size, the leaf's level, its raw entry, and
-    vm_normal_page()'s verdict when hints were given (None: not decided, see ``reason``)."""
-
-    va: int
-    pa: int
-    size: int
-    level: int
-    name: str
-    raw: int
-    entry_addr: int
-    present: bool
-    verdict: str | None = None
-    reason: str | None = None
-    #: the set flag bits and non-address fields, lowest bit first (see describe_flags)
-    flags: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Range:
-    """Consecutive leaves with consecutive PAs, the same flags and the same verdict."""
-
-    va: int
-    pa: int
-    size: int
-    pages: int
-    page_size: int
-    level: int
-    name: str
-    raw: int  # the first leaf's entry
-    entry_addr: int
-    present: bool
-    verdict: str | None = None
-    reason: str | None = None
-    flags: tuple[str, ...] = ()
-
-    @property
-    def end(self) -> int:
-        return self.va + self.size
-
-
-Item = LeafBatch | Problem
-
-
-class ArrayPool:
-    """Memory for the arrays of grouped batches, recycled once no batch uses it any more.
-
-    A grouped batch holds megabytes of arrays. Fresh memory of that size comes from the OS
-    (glibc maps it and unmaps it again when freed), and touching it the first time costs a page
-    fault per 4 KiB: several times the decoding itself. So the walker cuts its arrays from a
-    few slabs and reuses a slab only when its reference count shows that no array cut from it
-    is alive (numpy views keep their base alive): a batch a caller keeps is never written
-    over. When every slab is in use the array is simply allocated.
-    """
-
-    SLABS = 8
-    #: smaller arrays come from malloc's heap, which keeps its memory: no pool needed
-    MIN_BYTES = 1 << 17
-
-    def __init__(self) -> None:
-        self._slabs: list[np.ndarray] = []
-
-    def take(self, shape: int | tuple[int, int], dtype: np.dtype | type | str) -> np.ndarray:
-        """An uninitialised array of ``shape`` and ``dtype``."""
-        dt = np.dtype(dtype)
-        count = shape if isinstance(shape, int) else shape[0] * shape[1]
-        nbytes = count * dt.itemsize
-        if nbytes < self.MIN_BYTES:
-            return np.empty(shape, dtype=dt)
-        slabs = self._slabs
-        for i in range(len(slabs)):
-            # 2: the list's reference and getrefcount's argument; each array cut from the
-            # slab adds one
-            if slabs[i].size >= nbytes and sys.getrefcount(slabs[i]) == 2:
-                return self._cut(slabs[i], nbytes, dt, shape)
-        if len(slabs) < self.SLABS:
-            slabs.append(np.empty(nbytes, dtype=np.uint8))
-            return self._cut(slabs[-1], nbytes, dt, shape)
-        for i in range(len(slabs)):  # every slab is too small or in use: replace a free one
-            if sys.getrefcount(slabs[i]) == 2:
-                slabs[i] = np.empty(nbytes, dtype=np.uint8)
-                return self._cut(slabs[i], nbytes, dt, shape)
-        return np.empty(shape, dtype=dt)
-
-    @staticmethod
-    def _cut(slab: np.ndarray, nbytes: int, dt: np.dtype, shape) -> np.ndarray:
-        return slab[:nbytes].view(dt).reshape(shape)
 
 
 class Walker:
@@ -471,9 +324,7 @@ class Walker:
             level, table, idx[ptr_pos], raw[ptr_pos], va_raw[ptr_pos], ops.table_reserved,
             "table",
         )  # fmt: skip
-        children = (
-            ops.table_paddr(raw[ptr_pos]) if ptr_pos.size else np.empty(0, dtype=np.uint64)
-        )
+        children = ops.table_paddr(raw[ptr_pos]) if ptr_pos.size else np.empty(0, dtype=np.uint64)
         cuts = np.searchsorted(leaf_pos, ptr_pos).tolist()
         group = self._group_tables if self.grouped and level + 1 == self.last else 1
         ptrs, kids = ptr_pos.tolist(), children.tolist()
@@ -511,7 +362,9 @@ class Walker:
                 upper,
             )  # fmt: skip
 
-    def _child(self, level, table, idx, raw, va_raw, pos, child, upper, ancestors):
+    def _child(
+        self, level, table, idx, raw, va_raw, pos, child, upper, ancestors
+    ) -> Iterator[Item]:
         """Follow the pointer at ``pos`` of an upper table to its child table."""
         lv = self.levels[level]
         nxt = self.levels[level + 1]
@@ -669,176 +522,17 @@ class Walker:
 
     def _index_tile(self, entries: int, n: int) -> np.ndarray:
         """``0 .. entries - 1`` repeated ``n`` times (a read-only view of a cached array)."""
-        return _index_tile(entries, self._group_tables)[: n * entries]
+        return index_tile(entries, self._group_tables)[: n * entries]
 
     def _va_offsets(self, level: int, count: int) -> np.ndarray:
         """``k << shift`` for the first ``count`` entries from a level's table (cached)."""
         lv = self.levels[level]
-        return _va_offsets(lv.shift, max(count, self._group_tables * lv.entries))[:count]
-
-
-@lru_cache(maxsize=16)
-def _index_tile(entries: int, tables: int) -> np.ndarray:
-    tile = np.tile(np.arange(entries, dtype=np.intp), tables)
-    tile.flags.writeable = False
-    return tile
-
-
-@lru_cache(maxsize=16)
-def _va_offsets(shift: int, count: int) -> np.ndarray:
-    offsets = np.arange(count, dtype=np.uint64) << np.uint64(shift)
-    offsets.flags.writeable = False
-    return offsets
+        return va_offsets(lv.shift, max(count, self._group_tables * lv.entries))[:count]
 
 
 def walk(image: PhysImage, arch: Arch, root: int, **kw: Any) -> Walker:
     """A :class:`Walker` (iterate it for batches and problems)."""
     return Walker(image, arch, root, **kw)
-
-
-# leaves and ranges --------------------------------------------------------------------------
-LARGE_PAGE_REASON = "a large-page leaf: vm_normal_page() looks at ptes only"
-
-
-def _verdicts(arch: Arch, batch: LeafBatch, hints: Hints | None, pfn_valid) -> list:
-    n = len(batch)
-    if hints is None or not hints.has_vmas:
-        return [(None, None)] * n
-    if batch.level != len(arch.levels) - 1:
-        out = []
-        for va in batch.va.tolist():
-            covered = hints.vma_at(va) is not None
-            out.append((None, LARGE_PAGE_REASON if covered else "no vma covers this address"))
-        return out
-    return [
-        hints.verdict(arch, va, raw, pfn_valid)
-        for va, raw in zip(batch.va.tolist(), batch.raw.tolist(), strict=True)
-    ]
-
-
-def leaves(
-    items: Iterable[Item], arch: Arch, hints: Hints | None = None
-) -> Iterator[Leaf | Problem]:
-    """One :class:`Leaf` per leaf entry (problems pass through), in VA order."""
-    pfn_valid = hints.pfn_valid_for(arch) if hints is not None else None
-    for item in items:
-        if isinstance(item, Problem):
-            yield item
-            continue
-        verdicts = _verdicts(arch, item, hints, pfn_valid)
-        addrs = item.entry_addrs().tolist()
-        level = item.level
-        mask = table_ops(arch).levels[level].leaf_flag_mask
-        for va, pa, raw, present, ea, (verdict, reason) in zip(
-            item.va.tolist(), item.pa.tolist(), item.raw.tolist(), item.present.tolist(),
-            addrs, verdicts, strict=True,
-        ):  # fmt: skip
-            flags = _describe(arch, level, raw & mask)
-            yield Leaf(va, pa, item.size, level, item.name, raw, ea, present, verdict, reason,
-                       flags)  # fmt: skip
-
-
-def ranges(
-    items: Iterable[Item], arch: Arch, hints: Hints | None = None
-) -> Iterator[Range | Problem]:
-    """Leaves merged into :class:`Range` records: each next leaf continues the range when its VA
-    and PA follow on, its flag bits (the entry without its address bits) and level are the
-    same, and so is its verdict. Problems pass through (an open range is closed first)."""
-    ops = table_ops(arch)
-    pfn_valid = hints.pfn_valid_for(arch) if hints is not None else None
-    cur: list | None = None  # [va, pa, size, pages, page_size, level, name, raw, ea, present,
-    #                           verdict, reason, flags]
-
-    def close() -> Range | None:
-        nonlocal cur
-        if cur is None:
-            return None
-        r = Range(*cur[:12], _describe(arch, cur[5], cur[12]))
-        cur = None
-        return r
-
-    for item in items:
-        if isinstance(item, Problem):
-            r = close()
-            if r is not None:
-                yield r
-            yield item
-            continue
-        n = len(item)
-        size = item.size
-        flag_mask = np.uint64(ops.levels[item.level].leaf_flag_mask)
-        flags = item.raw & flag_mask
-        verdicts = None  # no verdicts: nothing to break on
-        if hints is not None and hints.has_vmas:
-            verdicts = _verdicts(arch, item, hints, pfn_valid)
-        step = np.uint64(size)
-        brk = np.ones(n, dtype=bool)
-        if n > 1:
-            brk[1:] = (
-                (item.va[1:] != item.va[:-1] + step)
-                | (item.pa[1:] != item.pa[:-1] + step)
-                | (flags[1:] != flags[:-1])
-                | (item.present[1:] != item.present[:-1])
-            )
-            if verdicts is not None:
-                codes = {v: i for i, v in enumerate(dict.fromkeys(v for v, _ in verdicts))}
-                vcode = np.fromiter((codes[v] for v, _ in verdicts), dtype=np.int64, count=n)
-                brk[1:] |= vcode[1:] != vcode[:-1]
-        starts = np.flatnonzero(brk)
-        ends = np.append(starts[1:], n)
-        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-            va, pa, raw = int(item.va[s]), int(item.pa[s]), int(item.raw[s])
-            fl = int(flags[s])
-            present = bool(item.present[s])
-            verdict, reason = (None, None) if verdicts is None else verdicts[s]
-            count = e - s
-            if (
-                s == 0
-                and cur is not None
-                and cur[5] == item.level
-                and cur[0] + cur[2] == va
-                and cur[1] + cur[2] == pa
-                and cur[12] == fl
-                and cur[9] == present
-                and cur[10] == verdict
-            ):
-                cur[2] += count * size
-                cur[3] += count
-                continue
-            r = close()
-            if r is not None:
-                yield r
-            cur = [va, pa, count * size, count, size, item.level, item.name, raw,
-                   item.entry_addr(s), present, verdict, reason, fl]  # fmt: skip
-    r = close()
-    if r is not None:
-        yield r
-
-
-# flags for people -------------------------------------------------------------------------
-def describe_flags(arch: Arch, level: int, raw: int) -> list[str]:
-    """The set flag bits and non-zero non-address fields of a leaf entry, lowest bit first
-    (``["present", "rw", "user", "accessed", "dirty", "nx"]``), from the derived masks."""
-    ops = table_ops(arch).levels[level]
-    return list(_describe(arch, level, raw & ops.leaf_flag_mask))
-
-
-@lru_cache(maxsize=4096)
-def _describe(arch: Arch, level: int, flags: int) -> tuple[str, ...]:
-    fmt = arch.leaf_formats[level]
-    if fmt is None:
-        return ()
-    mask = table_ops(arch).levels[level].leaf_flag_mask
-    out = []
-    for f in sorted(fmt.fields.values(), key=lambda f: f.shift):
-        if f.mask & ~mask:
-            continue  # an address field
-        value = f.get(flags)
-        if not value:
-            continue
-        name = f.name.rstrip("_")
-        out.append(name if f.width == 1 else f"{name}={value:#x}")
-    return tuple(out)
 
 
 def summary_hint(walker: Walker) -> str | None:

@@ -19,7 +19,7 @@ Whenever the table holds something whose handling has side effects beyond those,
 function returns False *before changing anything* and the caller runs the scalar reference
 for that table: a bad pte (print_bad_pte's log line and hook, or 2.6.26's VM_BUG_ON), a
 VM_UNPAGED vma before the seed whose pfns have struct pages (page_is_anon() reads them), or
-a vm_pgoff so large that the linear rule leaves 64 bits. So log lines, reports and
+a vm_pgoff so large that the linear rule leaves 63 bits. So log lines, reports and
 exceptions come from the same code in the same order as without the bulk path.
 
 ``machine.tables.fast_paths = False`` turns the bulk forms off for one machine (the tests
@@ -39,7 +39,9 @@ if TYPE_CHECKING:
     from .mm import MmStruct, VmArea
     from .rules import KernelRules
 
-_U64_MAX = (1 << 64) - 1
+#: the linear rule's expected pfns are built with np.arange, which older numpy does not take
+#: beyond int64; no pte holds such a pfn, and the scalar path decides those ptes anyway
+_PFN_LIMIT = (1 << 63) - 1
 
 
 class PteVerdicts(NamedTuple):
@@ -66,7 +68,7 @@ def pte_verdicts(
     bad). It reads the same rules fields the scalar decision would read for these ptes and
     no others (a scenario's RulesTracer notes them). None when a pte needs struct page state
     to decide (the pre-seed page_is_anon() in a VM_UNPAGED vma), or the linear rule's pfns
-    leave 64 bits: then only the scalar path decides.
+    leave 63 bits: then only the scalar path decides.
     """
     rule = rules.vm_normal_page_rule  # vm_normal_page_verdict() reads it for every pte
     pfn = arch.ptes_pfn(ptes)
@@ -93,14 +95,10 @@ def pte_verdicts(
     checked = present
     if flags & VM_PFNMAP:
         base = vma.vm_pgoff + ((addr - vma.vm_start) >> arch.page_shift)
-        if base + ptes.size > _U64_MAX:
+        if base + ptes.size > _PFN_LIMIT:
             return None
         checked = present & (pfn != np.arange(base, base + ptes.size, dtype=np.uint64))
-        if (
-            checked.any()
-            and rules.vm_normal_page_is_cow_test
-            and not is_cow_mapping(flags)
-        ):
+        if checked.any() and rules.vm_normal_page_is_cow_test and not is_cow_mapping(flags):
             return PteVerdicts(nothing, nothing, pfn)  # every pte of a shared PFN vma is raw
     return PteVerdicts(checked & valid, checked & ~valid, pfn)
 
@@ -113,7 +111,13 @@ def _table_slice(mm: MmStruct, table: int, addr: int, end: int) -> np.ndarray:
 
 
 def try_copy_pte_range(
-    dst_mm: MmStruct, src_mm: MmStruct, dst_table: int, src_table: int, vma: VmArea, addr, end
+    dst_mm: MmStruct,
+    src_mm: MmStruct,
+    dst_table: int,
+    src_table: int,
+    vma: VmArea,
+    addr: int,
+    end: int,
 ) -> bool:
     """copy_pte_range() for one table in bulk; False (nothing changed) when the table needs the
     scalar copy_one_pte loop. The parent's ptes, the child's ptes, struct page counts and

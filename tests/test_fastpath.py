@@ -9,6 +9,11 @@ programs are random mixes (hypothesis) of anonymous, file, /dev/mem over device 
 over RAM, driver-buffer, shmem and io_remap mappings, touched for reading or writing, forked,
 unmapped in part, made PROT_NONE, and salted with bad and not-present ptes. The scenario
 library is played both ways too, and the whole observation record must agree.
+
+The bulk decoder (``Walker(..., grouped=True)``) is held to the per-table walk the same way:
+split per table, its batches, problems (in the same places), counters, leaves and ranges
+must be the ungrouped walk's, on damaged synthetic tables of every arch, on the QEMU
+fixtures and on a running machine.
 """
 
 from __future__ import annotations
@@ -27,8 +32,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pfnmap import Machine
-from pfnmap.constants import MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_NONE, PROT_READ
-from pfnmap.constants import PROT_WRITE
+from pfnmap.constants import (
+    MAP_ANONYMOUS,
+    MAP_PRIVATE,
+    MAP_SHARED,
+    PROT_NONE,
+    PROT_READ,
+    PROT_WRITE,
+)
 from pfnmap.decode import LeafBatch, Problem, Walker, leaves, ranges
 from pfnmap.decode_ops import reserved_mask
 from pfnmap.errors import PfnmapError
@@ -263,9 +274,12 @@ ops = st.one_of(
     st.tuples(st.just("munmap"), idx, idx, st.integers(0, 15), st.integers(0, 15)),
     st.tuples(st.just("protnone"), idx, idx),
     st.tuples(
-        st.just("inject"), idx, idx, st.integers(0, 15),
+        st.just("inject"),
+        idx,
+        idx,
+        st.integers(0, 15),
         st.sampled_from(("bad", "special", "not-present")),
-    ),  # fmt: skip
+    ),
     st.tuples(st.just("exit"), idx),
 )
 
@@ -571,7 +585,7 @@ def test_kept_grouped_batches_are_never_written_over() -> None:
     """The walker recycles the memory of grouped batches only when nothing refers to it:
     batches a caller keeps stay as they were, batches it drops are reused."""
     arch = default_registry().get("x86-64")
-    t, vas = _pte_tables(arch, [0] * 96, 0, 3)  # every table full: 128 KiB arrays
+    t, _ = _pte_tables(arch, [0] * 96, 0, 3)  # every table full: 128 KiB arrays
     image = t.image()
     expected = _flat(Walker(image, arch, t.root))
     kept = list(Walker(image, arch, t.root, grouped=True, group_entries=32 * 512))
