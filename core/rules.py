@@ -22,7 +22,7 @@ order, do_wp_page's copy source) read these fields where the kernel made the dec
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from .constants import (
     VM_HUGETLB,
@@ -175,15 +175,9 @@ V2_6_15 = KernelRules(
 
 #: 2.6.26 (July 2008): 2.6.15's rules plus VM_MIXEDMAP and pte_special (both 2008-04-28), the
 #: VM_BUG_ON in vm_normal_page, and do_anonymous_page without the ZERO_PAGE (2.6.24)
-V2_6_26 = KernelRules(
+V2_6_26 = replace(
+    V2_6_15,
     name="2.6.26",
-    vm_normal_page_is_cow_test=True,
-    remap_cow_whole_vma=True,
-    gup_refused_flags=VM_IO | VM_PFNMAP,
-    cow_copy_aligned=True,
-    copy_forcing_flags=VM_HUGETLB | VM_NONLINEAR | VM_PFNMAP | VM_INSERTPAGE,
-    do_no_page_bug_on_pfnmap=True,
-    vm_insert_page=True,
     vm_mixedmap=True,
     pte_special=True,
     bad_pfn_vm_bug_on=True,
