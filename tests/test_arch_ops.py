@@ -405,55 +405,34 @@ def _pte_strategy(arch: Arch) -> st.SearchStrategy[int]:
     )
 
 
-@per_arch
-@given(data=st.data())
-def test_contract_write_pair(arch: Arch, data: st.DataObject) -> None:
-    pte = data.draw(_pte_strategy(arch), label="pte")
-    w = arch.pte_mkwrite(pte)
-    p = arch.pte_wrprotect(pte)
-    assert arch.pte_write(w)
-    assert not arch.pte_write(p)
-    assert arch.pte_wrprotect(w) == p
-    assert arch.pte_mkwrite(p) == w
-    for other in (w, p):
-        assert arch.pte_pfn(other) == arch.pte_pfn(pte)
-        assert arch.pte_dirty(other) == arch.pte_dirty(pte)
-        assert arch.pte_young(other) == arch.pte_young(pte)
-        assert arch.pte_present(other) == arch.pte_present(pte)
+#: (set op, clear op, test, the other tests that must not change), as in debug_vm_pgtable
+PTE_PAIRS = {
+    "write": ("pte_mkwrite", "pte_wrprotect", "pte_write", ("pte_dirty", "pte_young")),
+    "dirty": ("pte_mkdirty", "pte_mkclean", "pte_dirty", ("pte_write", "pte_young")),
+    "young": ("pte_mkyoung", "pte_mkold", "pte_young", ("pte_write", "pte_dirty")),
+}
 
 
 @per_arch
+@pytest.mark.parametrize("pair", list(PTE_PAIRS))
 @given(data=st.data())
-def test_contract_dirty_pair(arch: Arch, data: st.DataObject) -> None:
+def test_contract_pte_pair(arch: Arch, pair: str, data: st.DataObject) -> None:
+    """Each mk/clear pair sets and clears its bit and leaves pfn, presence and the others."""
+    set_name, clear_name, test_name, others = PTE_PAIRS[pair]
+    set_op, clear_op = getattr(arch, set_name), getattr(arch, clear_name)
+    test = getattr(arch, test_name)
     pte = data.draw(_pte_strategy(arch), label="pte")
-    d = arch.pte_mkdirty(pte)
-    c = arch.pte_mkclean(pte)
-    assert arch.pte_dirty(d)
-    assert not arch.pte_dirty(c)
-    assert arch.pte_mkclean(d) == c
-    assert arch.pte_mkdirty(c) == d
-    for other in (d, c):
+    on = set_op(pte)
+    off = clear_op(pte)
+    assert test(on)
+    assert not test(off)
+    assert clear_op(on) == off
+    assert set_op(off) == on
+    for other in (on, off):
         assert arch.pte_pfn(other) == arch.pte_pfn(pte)
-        assert arch.pte_write(other) == arch.pte_write(pte)
-        assert arch.pte_young(other) == arch.pte_young(pte)
         assert arch.pte_present(other) == arch.pte_present(pte)
-
-
-@per_arch
-@given(data=st.data())
-def test_contract_young_pair(arch: Arch, data: st.DataObject) -> None:
-    pte = data.draw(_pte_strategy(arch), label="pte")
-    y = arch.pte_mkyoung(pte)
-    o = arch.pte_mkold(pte)
-    assert arch.pte_young(y)
-    assert not arch.pte_young(o)
-    assert arch.pte_mkold(y) == o
-    assert arch.pte_mkyoung(o) == y
-    for other in (y, o):
-        assert arch.pte_pfn(other) == arch.pte_pfn(pte)
-        assert arch.pte_write(other) == arch.pte_write(pte)
-        assert arch.pte_dirty(other) == arch.pte_dirty(pte)
-        assert arch.pte_present(other) == arch.pte_present(pte)
+        for name in others:
+            assert getattr(arch, name)(other) == getattr(arch, name)(pte)
 
 
 @per_arch
