@@ -36,7 +36,7 @@ Physical addresses are 43 bits (Cheetah's _PAGE_PADDR, bits 42..13; Spitfire dec
 40..13). ``pfn_valid`` is RAM only, as ``(pfn - pfn_base) < max_mapnr`` is in the kernel.
 
 I/O spaces and io_remap_pfn_range. A pfn given to io_remap_pfn_range carries an I/O-space
-number in its top 4 bits (MK_IOSPACE_PFN, :meth:`pfnmap.arch.Arch.mk_iospace_pfn`); the TTE
+number in its top 4 bits (MK_IOSPACE_PFN, :meth:`pfnmap.arch.contract.Arch.mk_iospace_pfn`); the TTE
 gets ``space << 32`` ORed into its physical address. :func:`io_remap_pfn_range` below is
 arch/sparc64/mm/generic.c after David Miller's follow-ups to the seed. ``Machine(...,
 arch_options={...})`` takes these switches:
@@ -75,14 +75,14 @@ import construct as cs
 import numpy as np
 
 from pfnmap.arch import Arch, Level
-from pfnmap.constants import VM_IO, VM_PFNMAP, VM_RESERVED
 from pfnmap.errors import KernelBug, KernelError
-from pfnmap.pgtable import walk_to_table
+from pfnmap.kernel.constants import VM_IO, VM_PFNMAP, VM_RESERVED
+from pfnmap.kernel.pgtable import walk_to_table
 from pfnmap.plugins import hookimpl
 
 if TYPE_CHECKING:
+    from pfnmap.kernel.mm import VmArea
     from pfnmap.machine import Machine
-    from pfnmap.mm import VmArea
 
 NAME = "sparc64"
 

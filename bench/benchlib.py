@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pfnmap import MAP_SHARED, PROT_READ, PROT_WRITE, IORegion, Machine, Process
-from pfnmap.image import open_image
+from pfnmap.decode.image import open_image
 from pfnmap.plugins.manager import default_registry
 
 ARCH = "x86-64"

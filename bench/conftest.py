@@ -29,7 +29,7 @@ from benchlib import (
     build_big,
 )
 
-from pfnmap.mmap import pte_tables
+from pfnmap.kernel.mmap import pte_tables
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ The images (built once per session in a temporary directory, about 2 s): one pgd
 512 pmd tables and 262,144 full pte tables (``benchlib.write_pte_image``), and the same with
 65,536 pte tables (256 MiB). Both are read through mmap, as ``pfnmap decode`` reads a file.
 
-- ``decode 1 GiB: grouped walk`` -- :class:`pfnmap.decode.Walker` with ``grouped=True``: the
+- ``decode 1 GiB: grouped walk`` -- :class:`pfnmap.decode.walker.Walker` with ``grouped=True``: the
   512 pte tables under each pmd table are read and decoded as one array (present, leaf
   addresses, VAs, reserved bits), one batch per pmd table;
 - ``decode 1 GiB: grouped ranges`` -- the same walk merged into ranges;
@@ -36,8 +36,8 @@ from benchlib import (
     write_pte_image,
 )
 
-from pfnmap.decode import LeafBatch, Range, Walker, ranges
-from pfnmap.image import PhysImage, open_raw
+from pfnmap.decode.image import PhysImage, open_raw
+from pfnmap.decode.walker import LeafBatch, Range, Walker, ranges
 from pfnmap.plugins.manager import default_registry
 
 GROUP = "decode: images of pte tables"

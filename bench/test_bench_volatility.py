@@ -32,8 +32,8 @@ from pathlib import Path
 import pytest
 from benchlib import VOL_MAPPING, VOL_PFNMAP, fixture_as_raw
 
-from pfnmap.decode import LeafBatch, Range, Walker, ranges
-from pfnmap.image import open_raw
+from pfnmap.decode.image import open_raw
+from pfnmap.decode.walker import LeafBatch, Range, Walker, ranges
 from pfnmap.plugins.manager import default_registry
 
 GROUP = "decode: a real kernel's tables (x86-64 fixture)"

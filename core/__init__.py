@@ -10,9 +10,40 @@ Start with :class:`Machine`::
     addr = p.mmap(4096, PROT_READ, MAP_SHARED, fd, offset=0xF0000000)
     p.read(addr, 16)
     p.lookup(addr).verdict   # Verdict.RAW_PFN
+
+The package is layered; imports run one way, from the top of this list down:
+
+- :mod:`pfnmap.cli`: the ``pfnmap`` command, the demo and its rendering;
+- :mod:`pfnmap.scenarios`: the scenario library and the era comparison;
+- :mod:`pfnmap.decode`: dump images, the table walker, hints, output formats;
+- :mod:`pfnmap.machine`: Machine, Process, devices, the invariant audit;
+- :mod:`pfnmap.kernel`: the 2.6.15 mm (physical memory, page tables, memory.c, faults, mmap);
+- :mod:`pfnmap.arch`: the arch contract a plugin implements, and its vectorised entry ops;
+- :mod:`pfnmap.errors`: the exceptions every layer raises.
+
+The names below are loaded on first use, so ``import pfnmap`` (and ``pfnmap --help``) does not
+pay for numpy, construct or the plugin manager until a Machine is wanted.
 """
 
-from .constants import (
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pfnmap import _moved
+from pfnmap._lazy import lazy_exports
+from pfnmap.errors import (
+    BusError,
+    KernelBug,
+    KernelError,
+    KernelLivelock,
+    OutOfMemory,
+    PfnmapError,
+    PluginError,
+    SegmentationFault,
+    Signal,
+    UnknownArch,
+)
+from pfnmap.kernel.constants import (
     MAP_ANON,
     MAP_ANONYMOUS,
     MAP_FIXED,
@@ -27,25 +58,31 @@ from .constants import (
     PROT_READ,
     PROT_WRITE,
 )
-from .errors import (
-    BusError,
-    KernelBug,
-    KernelError,
-    KernelLivelock,
-    OutOfMemory,
-    PfnmapError,
-    PluginError,
-    SegmentationFault,
-    Signal,
-    UnknownArch,
-)
-from .machine import Machine, PageInfo
-from .memory import Verdict
-from .physmem import IORegion
-from .process import Process, PteInfo
-from .rules import SEED, KernelRules
+
+if TYPE_CHECKING:
+    from pfnmap.kernel.memory import Verdict
+    from pfnmap.kernel.physmem import IORegion
+    from pfnmap.kernel.rules import SEED, KernelRules
+    from pfnmap.machine import Machine, PageInfo, Process, PteInfo
 
 __version__ = "0.1.0"
+
+#: public names that pull in numpy/construct, and the module each one comes from
+_LAZY = {
+    "Machine": "pfnmap.machine",
+    "PageInfo": "pfnmap.machine",
+    "Process": "pfnmap.machine",
+    "PteInfo": "pfnmap.machine",
+    "Verdict": "pfnmap.kernel.memory",
+    "IORegion": "pfnmap.kernel.physmem",
+    "SEED": "pfnmap.kernel.rules",
+    "KernelRules": "pfnmap.kernel.rules",
+}
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+
+_moved.install()
 
 __all__ = [
     "MAP_ANON",

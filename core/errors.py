@@ -79,6 +79,10 @@ class PluginError(PfnmapError):
         super().__init__(f"plugin {plugin!r}: {problem}")
 
 
+class PluginWarning(UserWarning):
+    """A third-party plugin was skipped because it is malformed."""
+
+
 class UnknownArch(PfnmapError, KeyError):
     """An arch name that no registered plugin provides."""
 

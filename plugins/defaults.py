@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 from pfnmap.plugins import hookimpl
 
 if TYPE_CHECKING:
+    from pfnmap.kernel.mm import VmArea
     from pfnmap.machine import Machine
-    from pfnmap.mm import VmArea
 
 
 @hookimpl(trylast=True)
@@ -16,6 +16,6 @@ def pfnmap_io_remap_pfn_range(
     machine: Machine, vma: VmArea, addr: int, pfn: int, size: int, prot: int
 ) -> int:
     """Arches without I/O spaces: ``io_remap_pfn_range`` is ``remap_pfn_range``."""
-    from pfnmap.remap import remap_pfn_range
+    from pfnmap.kernel.remap import remap_pfn_range
 
     return remap_pfn_range(vma, addr, pfn, size, prot)

@@ -12,16 +12,16 @@ from pfnmap.plugins import hookspec
 
 if TYPE_CHECKING:
     from pfnmap.arch import Arch
+    from pfnmap.kernel.mm import VmArea
+    from pfnmap.kernel.reports import BadPteReport, FaultReport
     from pfnmap.machine import Machine
-    from pfnmap.mm import VmArea
-    from pfnmap.reports import BadPteReport, FaultReport
 
 
 @hookspec
 def pfnmap_arches() -> list[Arch]:
     """Contribute arch descriptions.
 
-    Return a list of :class:`pfnmap.arch.Arch` instances. Each is validated when the registry is
+    Return a list of :class:`pfnmap.arch.contract.Arch` instances. Each is validated when the registry is
     built (layouts cover every bit exactly once, geometry is consistent, every pte operation is
     implemented); a malformed arch is reported with the plugin's name. Called once per plugin
     manager, never on a hot path.

@@ -20,15 +20,11 @@ import pluggy
 
 from pfnmap.arch import Arch
 from pfnmap.arches import BUILTIN_ARCH_MODULES
-from pfnmap.errors import PluginError, UnknownArch
+from pfnmap.errors import PluginError, PluginWarning, UnknownArch
 from pfnmap.plugins import DISABLE_AUTOLOAD_ENV, ENTRY_POINT_GROUP, PROJECT_NAME, hookspecs
 from pfnmap.plugins.validation import validate_arch
 
 DEFAULT_PLUGINS = ("pfnmap.plugins.defaults",)
-
-
-class PluginWarning(UserWarning):
-    """A third-party plugin was skipped because it is malformed."""
 
 
 def make_plugin_manager(autoload: bool | None = None) -> pluggy.PluginManager:

@@ -4,7 +4,7 @@ writes (large pages, corrupt entries, loops). Entries come from the arch's own o
 from __future__ import annotations
 
 from pfnmap.arch import Arch
-from pfnmap.image import PhysImage, Segment
+from pfnmap.decode.image import PhysImage, Segment
 
 
 class Tables:

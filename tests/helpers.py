@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from pfnmap import SEED, IORegion, Machine, Process
-from pfnmap.constants import VM_INSERTPAGE, VM_IO, VM_PFNMAP
-from pfnmap.mm import VmArea
-from pfnmap.pgtable import pte_offset
+from pfnmap.kernel.constants import VM_INSERTPAGE, VM_IO, VM_PFNMAP
+from pfnmap.kernel.mm import VmArea
+from pfnmap.kernel.pgtable import pte_offset
 
 
 def io_region(machine: Machine) -> IORegion:
@@ -66,7 +66,7 @@ def pfn_of(proc: Process, addr: int) -> int:
 
 def shared_prot(machine: Machine) -> int:
     """The arch's PAGE_SHARED, taken from its protection_map (VM_SHARED|VM_WRITE|VM_READ)."""
-    from pfnmap.constants import VM_READ, VM_SHARED, VM_WRITE
+    from pfnmap.kernel.constants import VM_READ, VM_SHARED, VM_WRITE
 
     return machine.arch.protection_map[VM_SHARED | VM_WRITE | VM_READ]
 

@@ -14,8 +14,8 @@ import construct as cs
 
 from pfnmap.arch import Arch
 from pfnmap.arches.x86_64 import PTE, X86_64
+from pfnmap.kernel.remap import remap_pfn_range
 from pfnmap.plugins import hookimpl
-from pfnmap.remap import remap_pfn_range
 
 
 class ArchPlugin:

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pfnmap.arch import Arch
-from pfnmap.constants import VM_EXEC, VM_READ, VM_SHARED, VM_WRITE
+from pfnmap.kernel.constants import VM_EXEC, VM_READ, VM_SHARED, VM_WRITE
 from pfnmap.plugins.manager import default_registry
 
 # include/asm-x86_64/pgtable.h, 2.6.15 ---------------------------------------------------------

@@ -13,10 +13,12 @@ import pytest
 from rich.console import Console
 
 from pfnmap import Machine, __version__
-from pfnmap import cli as cli_module
-from pfnmap.cli import main, render_arches
-from pfnmap.demo import DemoError, run_demo
-from pfnmap.demo_render import format_size
+from pfnmap.cli import demo as demo_module
+from pfnmap.plugins import manager as manager_module
+from pfnmap.cli.demo import DemoError, run_demo
+from pfnmap.kernel.units import format_size
+from pfnmap.cli.arches import render_arches
+from pfnmap.cli.main import main
 from pfnmap.errors import KernelBug, PluginError
 from pfnmap.plugins.manager import ArchRegistry, PluginWarning, default_registry
 
@@ -65,14 +67,14 @@ def test_arches_lists_broken_plugins_after_the_table():
 
 
 def test_plugin_warnings_become_one_line_each(capsys, monkeypatch):
-    real = cli_module.default_registry
+    real = manager_module.default_registry
 
     def noisy():
         warnings.warn("could not load a pfnmap plugin: no module acme", PluginWarning, stacklevel=1)
         warnings.warn("skipping plugin 'acme': bad layout", PluginWarning, stacklevel=1)
         return real()
 
-    monkeypatch.setattr(cli_module, "default_registry", noisy)
+    monkeypatch.setattr(manager_module, "default_registry", noisy)
     code, out, err = run(capsys, "arches")
     assert code == 0 and "x86-64" in out
     # the load failure is news; the skipped plugin is already in the listing
@@ -188,7 +190,7 @@ def test_a_kernel_failure_during_the_demo_is_exit_1(capsys, monkeypatch):
     def broken(machine):
         raise DemoError(machine.arch.name, "c", "writing", KernelBug("do_wp_page: bad state"))
 
-    monkeypatch.setattr(cli_module, "run_demo", broken)
+    monkeypatch.setattr(demo_module, "run_demo", broken)
     code, out, err = run(capsys, "demo")
     assert code == 1 and out == ""  # every run finishes before anything is printed
     assert_one_line_error(err, "step (c)", "do_wp_page: bad state")
@@ -200,7 +202,7 @@ def test_failed_invariants_print_the_report_and_exit_1(capsys, monkeypatch):
         result.step("d").invariants = "page 0x15 (anon): count=3 mapcount=2, expected count=2"
         return result
 
-    monkeypatch.setattr(cli_module, "run_demo", audited)
+    monkeypatch.setattr(demo_module, "run_demo", audited)
     code, out, err = run(capsys, "demo")
     assert code == 1
     assert "count=3 mapcount=2" in out and "FAILED" in out
@@ -225,7 +227,7 @@ def test_help(capsys, argv):
 
 # a real process ----------------------------------------------------------------------------
 def _commands() -> list[list[str]]:
-    commands = [[sys.executable, "-m", "pfnmap.cli"]]
+    commands = [[sys.executable, "-m", "pfnmap"]]
     script = shutil.which("pfnmap")
     if script:
         commands.append([script])

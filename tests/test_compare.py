@@ -1,4 +1,4 @@
-"""``pfnmap compare`` (pfnmap.compare, pfnmap.cli_compare) and ``pfnmap demo --era``.
+"""``pfnmap compare`` (pfnmap.scenarios.compare, pfnmap.cli.compare) and ``pfnmap demo --era``.
 
 The kernel facts behind each expectation are the scenarios' (see tests/test_scenarios.py);
 here the point is that the comparison lines the eras up, finds what differs, names the rules
@@ -12,9 +12,9 @@ import json
 
 import pytest
 
-from pfnmap.cli import main
-from pfnmap.compare import MISSING, compare, differing_fields
-from pfnmap.rules import ERAS, SEED, V2_6_15
+from pfnmap.cli.main import main
+from pfnmap.kernel.rules import ERAS, SEED, V2_6_15
+from pfnmap.scenarios.compare import MISSING, compare, differing_fields
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -25,7 +25,7 @@ import pytest
 from pfnmap import Machine
 from pfnmap.arches.x86_64 import X86_64
 from pfnmap.errors import LayoutError, PluginError
-from pfnmap.invariants import InvariantError
+from pfnmap.machine.invariants import InvariantError
 from pfnmap.plugins import DISABLE_AUTOLOAD_ENV, ENTRY_POINT_GROUP, hookimpl
 from pfnmap.plugins.manager import (
     PluginWarning,

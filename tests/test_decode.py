@@ -15,9 +15,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pfnmap import MAP_SHARED, PROT_NONE, PROT_READ, PROT_WRITE, Machine
+from pfnmap.arch.vector import VecMap, VecPredicate, table_ops
 from pfnmap.arches import BUILTIN_ARCH_MODULES
-from pfnmap.constants import VM_IO, VM_MAYWRITE, VM_PFNMAP, VM_READ, VM_SHARED, VM_WRITE
-from pfnmap.decode import (
+from pfnmap.decode.dump import build_scenario, machine_hints
+from pfnmap.decode.hints import (
+    UNKNOWN,
+    HintError,
+    Hints,
+    VmaHint,
+    format_vmas,
+    parse_ram_ranges,
+    parse_vm_flags,
+    parse_vmas,
+)
+from pfnmap.decode.image import PhysImage, Segment, machine_image
+from pfnmap.decode.walker import (
     BUDGET,
     LOOP,
     MIN_TABLE_BUDGET,
@@ -35,19 +47,7 @@ from pfnmap.decode import (
     leaves,
     ranges,
 )
-from pfnmap.decode_hints import (
-    UNKNOWN,
-    HintError,
-    Hints,
-    VmaHint,
-    format_vmas,
-    parse_ram_ranges,
-    parse_vm_flags,
-    parse_vmas,
-)
-from pfnmap.decode_ops import VecMap, VecPredicate, table_ops
-from pfnmap.dump import build_scenario, machine_hints
-from pfnmap.image import PhysImage, Segment, machine_image
+from pfnmap.kernel.constants import VM_IO, VM_MAYWRITE, VM_PFNMAP, VM_READ, VM_SHARED, VM_WRITE
 from pfnmap.plugins.manager import default_registry
 
 ARCHES = default_registry().names()
@@ -461,7 +461,7 @@ def test_leaf_records_carry_entry_addresses() -> None:
     a = p.mmap(4096, PROT_READ, MAP_SHARED, fd, offset=m.phys.io_regions[0].start)
     b = p.mmap(8192, PROT_READ | PROT_WRITE)
     p.write(b + 4096, b"x")
-    from pfnmap.pgtable import pte_offset
+    from pfnmap.kernel.pgtable import pte_offset
 
     for lf in leaves(Walker(machine_image(m), m.arch, p.mm.pgd), m.arch):
         assert isinstance(lf, Leaf)
@@ -475,7 +475,7 @@ def test_leaf_records_carry_entry_addresses() -> None:
 # the command line ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def story_files(tmp_path_factory) -> dict:
-    from pfnmap.dump import dump_machine
+    from pfnmap.decode.dump import dump_machine
 
     tmp = tmp_path_factory.mktemp("story")
     m = build_scenario("x86-64")
@@ -488,7 +488,7 @@ def story_files(tmp_path_factory) -> dict:
 
 
 def _run(argv: list[str], capsys) -> tuple[int, str, str]:
-    from pfnmap.cli import main
+    from pfnmap.cli.main import main
 
     code = main(argv)
     out, err = capsys.readouterr()
@@ -585,8 +585,8 @@ def _pte_image(path, n_tables: int) -> None:
 def test_memory_does_not_grow_with_the_image(tmp_path) -> None:
     import tracemalloc
 
-    from pfnmap.decode_formats import records
-    from pfnmap.image import open_raw
+    from pfnmap.decode.formats import records
+    from pfnmap.decode.image import open_raw
 
     arch = arch_of("x86-64")
     peaks = {}

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from pfnmap.decode import Walker
-from pfnmap.decode_formats import (
+from pfnmap.decode.dump import build_scenario, machine_hints
+from pfnmap.decode.formats import (
     COLUMNS,
     SCHEMA,
     FormatError,
@@ -26,8 +26,8 @@ from pfnmap.decode_formats import (
     write_qemu_tlb,
     write_table,
 )
-from pfnmap.dump import build_scenario, machine_hints
-from pfnmap.image import machine_image
+from pfnmap.decode.image import machine_image
+from pfnmap.decode.walker import Walker
 from pfnmap.plugins.manager import default_registry
 
 U64 = (1 << 64) - 1

@@ -14,12 +14,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pfnmap.cli import main
-from pfnmap.decode import PROBLEM_KINDS, LeafBatch, Problem, Walker, WalkError, leaves, ranges
-from pfnmap.decode_formats import records, write_qemu_mem, write_qemu_tlb
-from pfnmap.decode_hints import Hints, VmaHint
-from pfnmap.dump import build_scenario
-from pfnmap.image import ImageError, PhysImage, Segment, open_image, write_elf_core
+from pfnmap.cli.main import main
+from pfnmap.decode.dump import build_scenario
+from pfnmap.decode.formats import records, write_qemu_mem, write_qemu_tlb
+from pfnmap.decode.hints import Hints, VmaHint
+from pfnmap.decode.image import ImageError, PhysImage, Segment, open_image, write_elf_core
+from pfnmap.decode.walker import (
+    PROBLEM_KINDS,
+    LeafBatch,
+    Problem,
+    Walker,
+    WalkError,
+    leaves,
+    ranges,
+)
 from pfnmap.plugins.manager import default_registry
 
 ARCHES = default_registry().names()

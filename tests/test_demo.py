@@ -1,4 +1,4 @@
-"""The demo story (pfnmap.demo.run_demo): each step's outcome, on the --arch under test.
+"""The demo story (pfnmap.cli.demo.run_demo): each step's outcome, on the --arch under test.
 
 The oracle is the seed's semantics (6aab341e, kernel-reference §2.3 and §3): raw PFN ptes are
 never counted, a COW of a raw pte copies from the user address into an anon page, fork shares
@@ -15,7 +15,7 @@ from helpers import io_bytes, io_pfn
 from rich.console import Console
 
 from pfnmap import SEED, Machine, Verdict
-from pfnmap.demo import (
+from pfnmap.cli.demo import (
     DEMO_PAGES,
     PAYLOAD,
     SAMPLE_BYTES,
@@ -23,14 +23,14 @@ from pfnmap.demo import (
     DemoResult,
     run_demo,
 )
-from pfnmap.demo_render import (
+from pfnmap.cli.demo_render import (
     format_size,
     render_comparison,
     render_demo,
     semantic_signature,
 )
 from pfnmap.errors import KernelBug, KernelError, OutOfMemory
-from pfnmap.reports import BadPteReport
+from pfnmap.kernel.reports import BadPteReport
 
 RAW, COWED = Verdict.RAW_PFN, Verdict.COWED
 

@@ -72,8 +72,8 @@ from pfnmap import (
 )
 from pfnmap.arch import Arch
 from pfnmap.arches.x86_64 import X86_64
-from pfnmap.constants import VM_EXEC, VM_PFNMAP, VM_READ
-from pfnmap.mm import VmArea
+from pfnmap.kernel.constants import VM_EXEC, VM_PFNMAP, VM_READ
+from pfnmap.kernel.mm import VmArea
 from pfnmap.plugins.manager import default_registry
 
 ARCHES: list[str] = default_registry().names()

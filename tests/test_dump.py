@@ -12,18 +12,18 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from pfnmap import MAP_PRIVATE, MAP_SHARED, PROT_NONE, PROT_READ, PROT_WRITE, Machine
-from pfnmap.cli import main
-from pfnmap.decode import Leaf, Problem, Walker, leaves
-from pfnmap.decode_hints import read_vmas_file
-from pfnmap.dump import (
+from pfnmap.cli.main import main
+from pfnmap.decode.dump import (
     DumpError,
     build_scenario,
     dump_machine,
     hints_from_info,
     machine_hints,
 )
+from pfnmap.decode.hints import read_vmas_file
+from pfnmap.decode.image import machine_image, open_image
+from pfnmap.decode.walker import Leaf, Problem, Walker, leaves
 from pfnmap.errors import KernelError, PfnmapError
-from pfnmap.image import machine_image, open_image
 from pfnmap.plugins.manager import default_registry
 
 ARCHES = default_registry().names()
@@ -63,7 +63,7 @@ def test_dump_writes_image_json_and_vma_files(tmp_path: Path, fmt: str) -> None:
     info = dump_machine(m, out, fmt)
     on_disk = json.loads((tmp_path / "story.img.json").read_text())
     assert on_disk == info
-    assert info["schema"] == "pfnmap.dump/1" and info["arch"] == "x86-64"
+    assert info["schema"] == "pfnmap.decode.dump/1" and info["arch"] == "x86-64"
     assert info["ram"] == [["0x0", hex(m.phys.ram_bytes)]]
     assert [p["comm"] for p in info["processes"]] == ["parent", "child"]
     for p in info["processes"]:

@@ -42,7 +42,7 @@ from pfnmap import (
     OutOfMemory,
     Verdict,
 )
-from pfnmap.constants import (
+from pfnmap.kernel.constants import (
     VM_INSERTPAGE,
     VM_IO,
     VM_MIXEDMAP,
@@ -52,10 +52,10 @@ from pfnmap.constants import (
     VM_SHARED,
     VM_WRITE,
 )
-from pfnmap.invariants import InvariantError
-from pfnmap.memory import classify_pte
-from pfnmap.remap import remap_pfn_range, vm_insert_mixed, vm_insert_page, vm_insert_pfn
-from pfnmap.rules import ERAS, UNPAGED, V2_6_15, V2_6_26, VM_UNPAGED, UnknownEra, rules_for
+from pfnmap.kernel.memory import classify_pte
+from pfnmap.kernel.remap import remap_pfn_range, vm_insert_mixed, vm_insert_page, vm_insert_pfn
+from pfnmap.kernel.rules import ERAS, UNPAGED, V2_6_15, V2_6_26, VM_UNPAGED, UnknownEra, rules_for
+from pfnmap.machine.invariants import InvariantError
 
 RW = PROT_READ | PROT_WRITE
 PFN_FLAGS = VM_IO | VM_RESERVED | VM_PFNMAP

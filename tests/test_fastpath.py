@@ -1,4 +1,4 @@
-"""The bulk copy_pte_range / zap_pte_range (pfnmap.fastpath) against the scalar reference.
+"""The bulk copy_pte_range / zap_pte_range (pfnmap.kernel.fastpath) against the scalar reference.
 
 Every registered arch, every era: two machines play the same program, one with the bulk
 paths (the default) and one with ``machine.tables.fast_paths = False``; after every step both
@@ -32,7 +32,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pfnmap import Machine
-from pfnmap.constants import (
+from pfnmap.arch.vector import reserved_mask
+from pfnmap.decode.image import machine_image, open_image
+from pfnmap.decode.walker import LeafBatch, Problem, Walker, leaves, ranges
+from pfnmap.errors import PfnmapError
+from pfnmap.kernel.constants import (
     MAP_ANONYMOUS,
     MAP_PRIVATE,
     MAP_SHARED,
@@ -40,15 +44,11 @@ from pfnmap.constants import (
     PROT_READ,
     PROT_WRITE,
 )
-from pfnmap.decode import LeafBatch, Problem, Walker, leaves, ranges
-from pfnmap.decode_ops import reserved_mask
-from pfnmap.errors import PfnmapError
-from pfnmap.fastpath import pte_verdicts
-from pfnmap.image import machine_image, open_image
-from pfnmap.memory import Verdict, vm_normal_page_verdict
-from pfnmap.pgtable import pte_offset
+from pfnmap.kernel.fastpath import pte_verdicts
+from pfnmap.kernel.memory import Verdict, vm_normal_page_verdict
+from pfnmap.kernel.pgtable import pte_offset
+from pfnmap.kernel.rules import ERAS
 from pfnmap.plugins.manager import default_registry
-from pfnmap.rules import ERAS
 from pfnmap.scenarios import SCENARIOS, run_scenario
 
 ARCHES = default_registry().names()

@@ -36,9 +36,9 @@ from pfnmap import (
     Machine,
     SegmentationFault,
 )
-from pfnmap.constants import FOLL_ANON, FOLL_GET, FOLL_TOUCH, FOLL_WRITE, VM_IO, VM_PFNMAP
-from pfnmap.memory import follow_page, get_user_pages
-from pfnmap.remap import remap_pfn_range
+from pfnmap.kernel.constants import FOLL_ANON, FOLL_GET, FOLL_TOUCH, FOLL_WRITE, VM_IO, VM_PFNMAP
+from pfnmap.kernel.memory import follow_page, get_user_pages
+from pfnmap.kernel.remap import remap_pfn_range
 
 RW = PROT_READ | PROT_WRITE
 

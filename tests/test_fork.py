@@ -28,8 +28,8 @@ from pfnmap import (
     SegmentationFault,
     Verdict,
 )
-from pfnmap.constants import VM_DONTCOPY
-from pfnmap.remap import remap_pfn_range
+from pfnmap.kernel.constants import VM_DONTCOPY
+from pfnmap.kernel.remap import remap_pfn_range
 
 RW = PROT_READ | PROT_WRITE
 

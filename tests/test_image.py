@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pfnmap import Machine
-from pfnmap.image import (
+from pfnmap.decode.image import (
     ELF_MACHINES,
     ELFCLASS32,
     ELFCLASS64,
@@ -250,8 +250,8 @@ def test_base_is_refused_for_an_elf_core(tmp_path: Path) -> None:
 
 
 def test_reading_never_writes_the_input(tmp_path: Path) -> None:
-    from pfnmap.decode import Walker, leaves
-    from pfnmap.dump import build_scenario, dump_machine
+    from pfnmap.decode.dump import build_scenario, dump_machine
+    from pfnmap.decode.walker import Walker, leaves
 
     m = build_scenario("x86-64")
     dump_machine(m, tmp_path / "d.elf", "elf")

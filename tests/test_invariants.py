@@ -26,10 +26,10 @@ from pfnmap import (
     Process,
     Verdict,
 )
-from pfnmap.constants import PG_pgtable
-from pfnmap.invariants import InvariantError, check_invariants
-from pfnmap.mmap import iter_ptes
-from pfnmap.pgtable import pte_offset
+from pfnmap.kernel.constants import PG_pgtable
+from pfnmap.kernel.mmap import iter_ptes
+from pfnmap.kernel.pgtable import pte_offset
+from pfnmap.machine.invariants import InvariantError, check_invariants
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The construct entry layouts of every registered arch, and the masks derived from them.
 
 construct is the source of truth for where a bit lives; the hot paths use the ``(shift, width)``
-pairs :func:`pfnmap.arch.derive_fields` derives once. These properties hold the two views
+pairs :func:`pfnmap.arch.contract.derive_fields` derives once. These properties hold the two views
 together for every entry format of every arch the default registry knows, so an arch added later
 is covered without touching this file.
 """

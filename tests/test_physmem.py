@@ -17,8 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pfnmap import BusError, KernelBug, KernelError, Machine, OutOfMemory
-from pfnmap.constants import PG_reserved
-from pfnmap.physmem import IORegion, PhysMem, device_byte_pattern, parse_size
+from pfnmap.kernel.constants import PG_reserved
+from pfnmap.kernel.physmem import IORegion, PhysMem, device_byte_pattern, parse_size
 
 PAGE_SHIFT = 12
 PAGE = 1 << PAGE_SHIFT

@@ -46,9 +46,9 @@ from pfnmap import (
 )
 from pfnmap.arches import BUILTIN_ARCH_MODULES
 from pfnmap.arches.x86_64 import X86_64
-from pfnmap.constants import VM_IO, VM_PFNMAP, VM_RESERVED
-from pfnmap.memory import Verdict
-from pfnmap.pgtable import pte_offset
+from pfnmap.kernel.constants import VM_IO, VM_PFNMAP, VM_RESERVED
+from pfnmap.kernel.memory import Verdict
+from pfnmap.kernel.pgtable import pte_offset
 from pfnmap.plugins import DISABLE_AUTOLOAD_ENV, ENTRY_POINT_GROUP, hookimpl
 from pfnmap.plugins.manager import (
     DEFAULT_PLUGINS,
@@ -200,7 +200,7 @@ BROKEN = [
         "pfnmap_arches() raised RuntimeError: acme firmware table not found",
         "acme",
     ),
-    ("not-an-arch", lambda: [object()], "is not a pfnmap.arch.Arch instance", "acme"),
+    ("not-an-arch", lambda: [object()], "is not a pfnmap.arch.contract.Arch instance", "acme"),
 ]
 
 

@@ -27,7 +27,7 @@ from pfnmap import (
     Machine,
     SegmentationFault,
 )
-from pfnmap.constants import VM_MAYWRITE, VM_SHARED
+from pfnmap.kernel.constants import VM_MAYWRITE, VM_SHARED
 
 RW = PROT_READ | PROT_WRITE
 

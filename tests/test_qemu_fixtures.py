@@ -38,8 +38,8 @@ def _params():
 
 def _decode(fixture: Path, fmt: str, tmp_path: Path, capsys) -> tuple[list[str], str]:
     """``pfnmap decode CORE --arch A --root R --format FMT`` in process: stdout lines, stderr."""
-    pytest.importorskip("pfnmap.decode", reason="the dump decoder is not in this tree yet")
-    from pfnmap.cli import main
+    pytest.importorskip("pfnmap.decode.walker", reason="the dump decoder is not in this tree yet")
+    from pfnmap.cli.main import main
 
     meta = _meta(fixture)
     core = tmp_path / "pt.elf"

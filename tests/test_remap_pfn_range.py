@@ -38,9 +38,9 @@ from pfnmap import (
     Machine,
     Verdict,
 )
-from pfnmap.constants import VM_IO, VM_PFNMAP, VM_RESERVED
-from pfnmap.memory import zap_page_range
-from pfnmap.remap import remap_pfn_range
+from pfnmap.kernel.constants import VM_IO, VM_PFNMAP, VM_RESERVED
+from pfnmap.kernel.memory import zap_page_range
+from pfnmap.kernel.remap import remap_pfn_range
 
 RW = PROT_READ | PROT_WRITE
 PFNMAP_FLAGS = VM_IO | VM_RESERVED | VM_PFNMAP

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from pfnmap import Machine
-from pfnmap.rules import ERAS
+from pfnmap.kernel.rules import ERAS
 from pfnmap.scenarios import SCENARIOS, Observations, UnknownScenario, get_scenario, run_scenario
 
 

@@ -34,10 +34,10 @@ from pfnmap.arches.sparc64 import (
     io_pte_values,
     io_remap_pfn_range,
 )
-from pfnmap.constants import VM_IO, VM_PFNMAP, VM_RESERVED
-from pfnmap.invariants import InvariantError
-from pfnmap.memory import zap_page_range
-from pfnmap.pgtable import lookup
+from pfnmap.kernel.constants import VM_IO, VM_PFNMAP, VM_RESERVED
+from pfnmap.kernel.memory import zap_page_range
+from pfnmap.kernel.pgtable import lookup
+from pfnmap.machine.invariants import InvariantError
 from pfnmap.plugins.manager import get_arch
 
 RW = PROT_READ | PROT_WRITE

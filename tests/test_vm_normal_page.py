@@ -22,9 +22,9 @@ from helpers import (
 )
 
 from pfnmap import MAP_PRIVATE, MAP_SHARED, O_RDONLY, PROT_READ, PROT_WRITE, Machine, Verdict
-from pfnmap.invariants import InvariantError
-from pfnmap.memory import vm_normal_page, zap_page_range
-from pfnmap.remap import remap_pfn_range
+from pfnmap.kernel.memory import vm_normal_page, zap_page_range
+from pfnmap.kernel.remap import remap_pfn_range
+from pfnmap.machine.invariants import InvariantError
 
 RW = PROT_READ | PROT_WRITE
 

@@ -29,10 +29,10 @@ from pfnmap import (
     Machine,
     SegmentationFault,
 )
-from pfnmap.constants import VM_EXEC, VM_READ, VM_SHARED, VM_WRITE
+from pfnmap.kernel.constants import VM_EXEC, VM_READ, VM_SHARED, VM_WRITE
+from pfnmap.kernel.remap import remap_pfn_range
 from pfnmap.plugins.manager import default_registry
 from pfnmap.plugins.validation import validate_arch
-from pfnmap.remap import remap_pfn_range
 
 RW = PROT_READ | PROT_WRITE
 PAGE_SIZE = 4096

@@ -9,7 +9,7 @@ from __future__ import annotations
 from helpers import counts, io_bytes, io_pfn, pattern, pfn_of, rss, vma_at
 
 from pfnmap import MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, Machine, Verdict
-from pfnmap.memory import zap_page_range
+from pfnmap.kernel.memory import zap_page_range
 
 RW = PROT_READ | PROT_WRITE
 

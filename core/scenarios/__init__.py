@@ -5,7 +5,7 @@ that uses the process API (spawn, open, mmap, read, write, fork, exit, get_user_
 test drivers of :mod:`pfnmap.scenarios.drivers`. Registered with :func:`scenario`, it becomes a
 :class:`Scenario`: ``SCENARIOS[name].run(machine)`` plays it on a fresh machine and returns its
 :class:`~pfnmap.scenarios.observe.Observations`. ``pfnmap compare NAME --eras ...`` runs one
-scenario under several eras and prints where they differ (:mod:`pfnmap.compare`)::
+scenario under several eras and prints where they differ (:mod:`pfnmap.scenarios.compare`)::
 
     from pfnmap import Machine
     from pfnmap.scenarios import run_scenario

@@ -1,6 +1,6 @@
 """Test drivers for the scenarios: device files whose ->mmap does what drivers of the era did.
 
-They live here, not in :mod:`pfnmap.devices`, because they exist to provoke the decisions the
+They live here, not in :mod:`pfnmap.machine.devices`, because they exist to provoke the decisions the
 eras disagree on: remapping only part of a vma, remapping one vma in several discontiguous
 pieces, clearing VM_IO after remap_pfn_range, handing out the driver's own RAM pages, and
 mixing RAM and device pfns in one VM_MIXEDMAP vma.
@@ -11,15 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pfnmap.constants import VM_IO, VM_MIXEDMAP, VM_READ, VM_RESERVED, VM_SHARED, VM_WRITE
-from pfnmap.files import Inode
-from pfnmap.physmem import IORegion
-from pfnmap.remap import io_remap_pfn_range, remap_pfn_range, vm_insert_mixed, vm_insert_page
+from pfnmap.kernel.constants import VM_IO, VM_MIXEDMAP, VM_READ, VM_RESERVED, VM_SHARED, VM_WRITE
+from pfnmap.kernel.files import Inode
+from pfnmap.kernel.physmem import IORegion
+from pfnmap.kernel.remap import io_remap_pfn_range, remap_pfn_range, vm_insert_mixed, vm_insert_page
 
 if TYPE_CHECKING:
-    from pfnmap.files import OpenFile
+    from pfnmap.kernel.files import OpenFile
+    from pfnmap.kernel.mm import VmArea
     from pfnmap.machine import Machine
-    from pfnmap.mm import VmArea
 
 
 @dataclass(frozen=True)

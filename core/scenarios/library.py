@@ -10,15 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pfnmap.constants import MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE
+from pfnmap.kernel.constants import MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE
 
 from . import scenario
 from .drivers import MixedDriver, PageDriver, Piece, RemapDriver, ram_window
 from .observe import FAILED
 
 if TYPE_CHECKING:
-    from pfnmap.machine import Machine
-    from pfnmap.process import Process
+    from pfnmap.machine import Machine, Process
 
     from .observe import Observer
 

@@ -3,7 +3,7 @@
 A scenario runs on one machine and talks to an :class:`Observer`. Every kernel-visible step goes
 through :meth:`Observer.do`, which records how it ended (``ok``, an errno name, ``OOM``, a
 signal, ``livelock`` or ``BUG``), the print_bad_pte lines it caused, and the
-:class:`~pfnmap.rules.KernelRules` fields the kernel paths read meanwhile (the machine's rules
+:class:`~pfnmap.kernel.rules.KernelRules` fields the kernel paths read meanwhile (the machine's rules
 are wrapped in a :class:`RulesTracer` for the run). The other methods record state as rows
 keyed by a label, so the same scenario under two eras yields rows that line up.
 
@@ -19,14 +19,13 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from pfnmap.errors import KernelBug, KernelError, KernelLivelock, OutOfMemory, Signal
-from pfnmap.invariants import InvariantError
-from pfnmap.rules import KernelRules
+from pfnmap.kernel.rules import KernelRules
+from pfnmap.machine.invariants import InvariantError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from pfnmap.machine import Machine
-    from pfnmap.process import Process
+    from pfnmap.machine import Machine, Process
 
 _FIELDS = frozenset(f.name for f in fields(KernelRules)) - {"name"}
 

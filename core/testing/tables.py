@@ -3,7 +3,7 @@
 :class:`SyntheticTables` builds a page-table tree for one arch without processes, vmas or
 faults: ``map(va, pfn, prot)`` allocates whatever tables the walk needs (with the arch's
 ``mk_table_entry``) and writes the leaf, ``translate(va)`` asks the core's MMU model
-(:func:`pfnmap.uaccess.hw_translate`) where an access lands, and :meth:`dump` gives the table
+(:func:`pfnmap.kernel.uaccess.hw_translate`) where an access lands, and :meth:`dump` gives the table
 frames as raw bytes, exactly as a physical-memory image would hold them. It is the
 volatility3 ``BufferDataLayer`` idea: known tables in, the walker's answer out.
 
@@ -18,9 +18,9 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 from pfnmap.errors import KernelError
-from pfnmap.mm import MmStruct
-from pfnmap.pgtable import WalkStep, alloc_table, free_table, lookup
-from pfnmap.uaccess import hw_translate
+from pfnmap.kernel.mm import MmStruct
+from pfnmap.kernel.pgtable import WalkStep, alloc_table, free_table, lookup
+from pfnmap.kernel.uaccess import hw_translate
 
 if TYPE_CHECKING:
     from pfnmap.arch import Arch

@@ -3,7 +3,7 @@
 On ``builder-inited`` it asks :func:`pfnmap.plugins.manager.default_registry` for every arch and
 writes ``arches/generated/<name>.rst`` (plus ``summary.inc``, a table of all of them, included by
 ``arches.rst``). Nothing on those pages is typed by hand: the geometry comes from ``arch.levels``,
-the bit diagrams from ``EntryFormat.fields`` (which :func:`pfnmap.arch.derive_fields` derived from
+the bit diagrams from ``EntryFormat.fields`` (which :func:`pfnmap.arch.contract.derive_fields` derived from
 the construct ``BitStruct``), the protection map from ``arch.protection_map``. An arch that a
 plugin adds later gets its page with no change under docs/.
 
@@ -14,7 +14,7 @@ validated at the same moment; a problem is a Sphinx warning (an error under ``-W
 It also provides the ``pfnmap-constants`` directive, a table of the int constants of a module
 whose names start with the given prefixes::
 
-    .. pfnmap-constants:: pfnmap.constants
+    .. pfnmap-constants:: pfnmap.kernel.constants
        :prefixes: VM_
        :exclude: VM_FAULT_
        :hex:

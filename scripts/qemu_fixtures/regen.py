@@ -17,7 +17,7 @@ Per mode (x86-64, x86-la57, x86-pae, x86-2level; pfnmap's arch names):
    is in user mode (CPL=3) with the guest's page tables loaded, i.e. ``info tlb`` shows the
    guest's anonymous mapping. Then ``info tlb``, ``info mem`` and ``pmemsave`` of all RAM.
 5. Walk the tables in the RAM image as QEMU does (pagetables.py), keep only the frames QEMU
-   read, write them as an ELF core with pfnmap.image.write_elf_core (``pt.elf.xz``), plus
+   read, write them as an ELF core with pfnmap.decode.image.write_elf_core (``pt.elf.xz``), plus
    ``info_tlb.txt.xz``, ``info_mem.txt.xz``, ``registers.txt``, ``console.txt`` (init's and the
    guest's lines) and ``meta.json``.
 6. If pfnmap's decoder is installed, run ``pfnmap decode`` on the new core and diff it against
@@ -56,7 +56,7 @@ sys.path.insert(0, str(HERE))
 from initramfs import build_initramfs  # noqa: E402
 from pagetables import runs, walk_frames  # noqa: E402
 
-from pfnmap.image import write_elf_core  # noqa: E402
+from pfnmap.decode.image import write_elf_core  # noqa: E402
 
 RAM_MB = 256
 #: kernel command line shared by every mode; nopti so that CR3 holds the one full pgd
@@ -436,7 +436,7 @@ def compare_with_decoder(out: Path, meta: dict) -> dict[str, str]:
                 fmt,
             ]
             if shutil.which("pfnmap") is None:
-                cmd = [sys.executable, "-m", "pfnmap.cli", *cmd[1:]]
+                cmd = [sys.executable, "-m", "pfnmap.cli.main", *cmd[1:]]
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode != 0:
                 results[fmt] = f"pfnmap decode failed ({r.returncode}): {r.stderr.strip()[:500]}"

@@ -19,7 +19,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from pfnmap.arch import Arch, EntryFormat
-from pfnmap.constants import VM_EXEC, VM_READ, VM_SHARED, VM_WRITE
+from pfnmap.kernel.constants import VM_EXEC, VM_READ, VM_SHARED, VM_WRITE
 
 #: property checks are cheap per example; no deadline (construct is slow on a busy machine)
 KIT = settings(deadline=None)

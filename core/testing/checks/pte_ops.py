@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pfnmap.arch import Arch
-from pfnmap.constants import VM_SHARED
+from pfnmap.kernel.constants import VM_SHARED
 from pfnmap.testing.checks import (
     KIT,
     PRIVATE_WRITE,

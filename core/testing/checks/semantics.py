@@ -21,7 +21,7 @@ from pfnmap import (
     SegmentationFault,
     Verdict,
 )
-from pfnmap.constants import VM_IO, VM_PFNMAP
+from pfnmap.kernel.constants import VM_IO, VM_PFNMAP
 
 
 def _pattern(n: int, salt: int) -> bytes:

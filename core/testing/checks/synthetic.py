@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pfnmap.arch import Arch
-from pfnmap.constants import VM_READ, VM_SHARED, VM_WRITE
+from pfnmap.kernel.constants import VM_READ, VM_SHARED, VM_WRITE
 from pfnmap.testing.checks import edge_pfns, large_levels
 from pfnmap.testing.tables import SyntheticTables
 

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pfnmap.arch import Arch
-from pfnmap.constants import VM_READ, VM_SHARED, VM_WRITE
 from pfnmap.errors import KernelError
+from pfnmap.kernel.constants import VM_READ, VM_SHARED, VM_WRITE
 from pfnmap.testing.checks import KIT, edge_pfns, large_levels
 
 

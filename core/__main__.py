@@ -1,0 +1,7 @@
+"""``python -m pfnmap``: the same as the ``pfnmap`` command."""
+
+import sys
+
+from pfnmap.cli import main
+
+sys.exit(main())

@@ -1,0 +1,365 @@
+"""Arch descriptions: paging geometry, construct entry layouts, derived masks, pte operations.
+
+An arch plugin contributes instances of :class:`Arch` subclasses. The construct layouts are the
+single source of truth for where each bit lives; :func:`derive_fields` turns a layout into plain
+``(shift, width)`` pairs once, at construction, and every hot path works with those ints. The
+construct objects are only used where a person looks at an entry (decode into named fields) or
+builds one from names.
+
+Linux's generic code thinks in four levels, pgd -> pud -> pmd -> pte, and folds the levels a
+machine lacks. pfnmap describes only the levels the hardware has, top first, and the core walks
+however many there are.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import construct as cs
+import numpy as np
+
+from pfnmap.errors import KernelError, LayoutError
+
+
+@dataclass(frozen=True)
+class Field:
+    """One named bit field of an entry, as derived from its construct layout."""
+
+    name: str
+    shift: int
+    width: int
+
+    @property
+    def mask(self) -> int:
+        return ((1 << self.width) - 1) << self.shift
+
+    def get(self, value: int) -> int:
+        return (value >> self.shift) & ((1 << self.width) - 1)
+
+
+def _unwrap_struct(layout: cs.Construct) -> cs.Struct:
+    """Find the Struct inside BitStruct / ByteSwapped wrappers."""
+    node = layout
+    seen = 0
+    while not isinstance(node, cs.Struct):
+        node = getattr(node, "subcon", None)
+        seen += 1
+        if node is None or seen > 8:
+            raise LayoutError("layout is not a BitStruct (optionally ByteSwapped)")
+    return node
+
+
+def derive_fields(layout: cs.Construct, width_bits: int) -> dict[str, Field]:
+    """Derive ``name -> Field`` from a BitStruct whose fields are listed from the top bit down.
+
+    Every bit must belong to a named field (an anonymous ``Padding`` would drop bits on
+    rebuild, so it is refused) and the widths must add up to exactly ``width_bits``.
+    """
+    struct = _unwrap_struct(layout)
+    fields: dict[str, Field] = {}
+    pos = width_bits
+    for sub in struct.subcons:
+        name = getattr(sub, "name", None)
+        if not name:
+            raise LayoutError("a field without a name (anonymous padding drops bits)")
+        try:
+            width = sub.sizeof()
+        except cs.SizeofError as exc:
+            raise LayoutError(f"field {name!r} has no fixed width") from exc
+        if width <= 0:
+            raise LayoutError(f"field {name!r} has width {width}")
+        if name in fields:
+            raise LayoutError(f"field {name!r} is named twice")
+        pos -= width
+        if pos < 0:
+            raise LayoutError(
+                f"fields add up to more than the {width_bits}-bit entry (overlap at {name!r})"
+            )
+        fields[name] = Field(name, pos, width)
+    if pos != 0:
+        raise LayoutError(f"bits 0..{pos - 1} of the {width_bits}-bit entry belong to no field")
+    return fields
+
+
+@dataclass(frozen=True)
+class EntryFormat:
+    """One entry format (a pte, a table pointer, a large-page leaf) with its derived fields."""
+
+    name: str
+    layout: cs.Construct
+    width_bits: int
+    byteorder: str
+    fields: dict[str, Field]
+
+    @classmethod
+    def from_layout(
+        cls, name: str, layout: cs.Construct, entry_bytes: int, byteorder: str
+    ) -> EntryFormat:
+        try:
+            fields = derive_fields(layout, entry_bytes * 8)
+        except LayoutError as exc:
+            raise LayoutError(f"layout {name!r}: {exc}") from None
+        return cls(name, layout, entry_bytes * 8, byteorder, fields)
+
+    def mask(self, name: str) -> int:
+        return self.fields[name].mask
+
+    def decode(self, value: int) -> dict[str, Any]:
+        """Parse ``value`` with construct; returns the named fields (no construct internals)."""
+        raw = value.to_bytes(self.width_bits // 8, self.byteorder)
+        parsed = self.layout.parse(raw)
+        return {k: parsed[k] for k in self.fields}
+
+    def encode(self, **values: Any) -> int:
+        """Build an entry from named fields with construct (missing fields are 0)."""
+        full = {k: values.get(k, 0) for k in self.fields}
+        unknown = set(values) - set(self.fields)
+        if unknown:
+            raise LayoutError(f"layout {self.name!r} has no field(s) {sorted(unknown)}")
+        return int.from_bytes(self.layout.build(full), self.byteorder)
+
+    def decode_fast(self, value: int) -> dict[str, int]:
+        """The same split as :meth:`decode`, from the derived masks (ints only)."""
+        return {f.name: f.get(value) for f in self.fields.values()}
+
+
+@dataclass(frozen=True)
+class Level:
+    """One hardware page-table level.
+
+    ``shift`` is the lowest VA bit this level's index covers and ``bits`` how many index bits it
+    has, so the table holds ``1 << bits`` entries of ``entry_bytes`` each. ``table`` is the
+    layout of an entry that points to the next table (None for the last level); ``leaf`` is the
+    layout of an entry that maps memory at this level (the pte for the last level, a large page
+    above it, None where the level cannot map).
+    """
+
+    name: str
+    shift: int
+    bits: int
+    entry_bytes: int
+    table: cs.Construct | None
+    leaf: cs.Construct | None
+    leaf_name: str = ""
+
+    @property
+    def entries(self) -> int:
+        return 1 << self.bits
+
+    @property
+    def span(self) -> int:
+        """Bytes of VA one entry of this level covers."""
+        return 1 << self.shift
+
+
+class Arch:
+    """Base class of every arch description.
+
+    Subclasses set the class attributes below and implement the pte operations the kernel asks
+    of an arch (each named as in the kernel's pgtable headers). Entries are plain ints; the
+    arch's byte order and entry width say how they are stored in RAM.
+    """
+
+    #: name users type (``--arch x86-64``)
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    page_shift: ClassVar[int] = 12
+    byteorder: ClassVar[str] = "little"
+    #: VA bits translated by the tables
+    va_bits: ClassVar[int] = 0
+    #: whether VAs above ``va_bits`` are sign extensions (x86-64 canonical addresses)
+    canonical: ClassVar[bool] = False
+    #: physical address width the kernel of the era supports for this mode
+    phys_bits: ClassVar[int] = 0
+    #: top of the user address space (TASK_SIZE)
+    task_size: ClassVar[int] = 0
+    levels: ClassVar[tuple[Level, ...]] = ()
+    #: whether pfns may carry an I/O-space number (sparc64); x86 has none
+    has_io_spaces: ClassVar[bool] = False
+    #: where MK_IOSPACE_PFN puts the space number in a pfn (sparc64: BITS_PER_LONG - 4)
+    iospace_shift: ClassVar[int] = 60
+    #: the pte bit the arch gives pte_special() (_PAGE_SPECIAL, from 2.6.26's "mm: introduce
+    #: pte_special pte bit"), or 0 where it spares none: then the kernel keeps vm_normal_page's
+    #: VM_PFNMAP / VM_MIXEDMAP rules. Read only by eras whose rules have ``pte_special``.
+    special_mask: int = 0
+
+    #: the names of the pte operations every arch must provide
+    PTE_OPERATIONS: ClassVar[tuple[str, ...]] = (
+        "pte_pfn",
+        "pfn_pte",
+        "pte_none",
+        "pte_present",
+        "pte_write",
+        "pte_dirty",
+        "pte_young",
+        "pte_file",
+        "pte_wrprotect",
+        "pte_mkwrite",
+        "pte_mkclean",
+        "pte_mkdirty",
+        "pte_mkold",
+        "pte_mkyoung",
+        "pte_modify",
+        "pgprot_noncached",
+        "pte_hw_access_ok",
+        "pte_hw_update",
+        "mk_table_entry",
+        "table_entry_paddr",
+        "table_entry_present",
+        "table_entry_leaf",
+        "table_entry_bad",
+        "leaf_paddr",
+    )
+
+    def __init__(self) -> None:
+        self.page_size = 1 << self.page_shift
+        self.page_mask = ~(self.page_size - 1)
+        self.max_pfn = (1 << (self.phys_bits - self.page_shift)) - 1
+        self.formats: dict[str, EntryFormat] = {}
+        self.table_formats: list[EntryFormat | None] = []
+        self.leaf_formats: list[EntryFormat | None] = []
+        for level in self.levels:
+            table = leaf = None
+            if level.table is not None:
+                table = self._entry_format(f"{level.name}-table", level.table, level.entry_bytes)
+                self.formats[table.name] = table
+            if level.leaf is not None:
+                leaf = self._entry_format(
+                    level.leaf_name or level.name, level.leaf, level.entry_bytes
+                )
+                self.formats[leaf.name] = leaf
+            self.table_formats.append(table)
+            self.leaf_formats.append(leaf)
+        self.pte_format = self.leaf_formats[-1] if self.levels else None
+        #: protection_map[vm_flags & (VM_READ|VM_WRITE|VM_EXEC|VM_SHARED)], as __P000..__S111
+        self.protection_map: tuple[int, ...] = ()
+
+    # pte_special (2.6.26; a no-op on an arch without a special bit, as in the kernel) ------
+    def pte_special(self, pte: int) -> bool:
+        return bool(pte & self.special_mask)
+
+    def pte_mkspecial(self, pte: int) -> int:
+        return pte | self.special_mask
+
+    # whole-table forms of the pte operations ------------------------------------------------
+    # The bulk paths (pfnmap.kernel.fastpath) work on a pte table at a time, as numpy uint64 arrays in
+    # native byte order. The defaults are built once per arch from the scalar operations above
+    # by probing (pfnmap.arch.vector: a mask, or "any/all of these bits"; an operation that fits
+    # neither form is called per entry), so an arch needs to override these only to be faster.
+    def ptes_present(self, ptes: np.ndarray) -> np.ndarray:
+        """pte_present() of each pte: a bool array."""
+        return self._pte_vector("pte_present")(ptes)
+
+    def ptes_special(self, ptes: np.ndarray) -> np.ndarray:
+        """pte_special() of each pte: a bool array."""
+        return self._pte_vector("pte_special")(ptes)
+
+    def ptes_pfn(self, ptes: np.ndarray) -> np.ndarray:
+        """pte_pfn() of each pte: a uint64 array."""
+        return self._pte_vector("pte_pfn")(ptes)
+
+    def ptes_wrprotect(self, ptes: np.ndarray) -> np.ndarray:
+        """pte_wrprotect() of each pte: a new uint64 array."""
+        return self._pte_vector("pte_wrprotect")(ptes)
+
+    def ptes_mkclean(self, ptes: np.ndarray) -> np.ndarray:
+        """pte_mkclean() of each pte: a new uint64 array."""
+        return self._pte_vector("pte_mkclean")(ptes)
+
+    def ptes_mkold(self, ptes: np.ndarray) -> np.ndarray:
+        """pte_mkold() of each pte: a new uint64 array."""
+        return self._pte_vector("pte_mkold")(ptes)
+
+    def _pte_vector(self, name: str) -> Callable[[np.ndarray], np.ndarray]:
+        cache: dict[str, Callable[[np.ndarray], np.ndarray]] = self.__dict__.setdefault(
+            "_pte_vectors", {}
+        )
+        op = cache.get(name)
+        if op is None:
+            from pfnmap.arch.vector import pte_vector_op
+
+            op = cache[name] = pte_vector_op(self, name)
+        return op
+
+    def _entry_format(self, name: str, layout: cs.Construct, entry_bytes: int) -> EntryFormat:
+        try:
+            return EntryFormat.from_layout(name, layout, entry_bytes, self.byteorder)
+        except LayoutError as exc:  # name the arch too: a plugin may contribute several
+            raise LayoutError(f"arch {self.name or type(self).__name__!r}: {exc}") from None
+
+    # geometry helpers -------------------------------------------------------------------
+    @property
+    def pte_level(self) -> Level:
+        return self.levels[-1]
+
+    def large_page_sizes(self) -> list[int]:
+        return [lv.span for lv in self.levels[:-1] if lv.leaf is not None]
+
+    def index(self, level: int, addr: int) -> int:
+        lv = self.levels[level]
+        return (addr >> lv.shift) & (lv.entries - 1)
+
+    def va_valid(self, addr: int) -> bool:
+        """Whether a user VA is below TASK_SIZE (and so canonical on 4/5-level x86)."""
+        return 0 <= addr < self.task_size
+
+    # I/O-space pfns (MK_IOSPACE_PFN, GET_IOSPACE, GET_PFN of the era's pgtable headers) ----
+    def mk_iospace_pfn(self, space: int, pfn: int) -> int:
+        """MK_IOSPACE_PFN(space, pfn): the pfn io_remap_pfn_range() takes for I/O space ``space``.
+
+        On an arch with I/O spaces the space number goes in the pfn's top 4 bits. Elsewhere the
+        kernel's macro is the identity and drops ``space``; pfnmap refuses a nonzero space there
+        with EINVAL instead of silently mapping the wrong address.
+        """
+        if not self.has_io_spaces:
+            if space:
+                raise KernelError(
+                    errno.EINVAL, f"{self.name} has no I/O spaces (asked for space {space})"
+                )
+            return pfn
+        if not 0 <= space < 16:
+            raise KernelError(errno.EINVAL, f"I/O space {space} does not fit in 4 bits")
+        return pfn | (space << self.iospace_shift)
+
+    def get_iospace(self, pfn: int) -> int:
+        """GET_IOSPACE(pfn): the space number (always 0 on an arch without I/O spaces)."""
+        return pfn >> self.iospace_shift if self.has_io_spaces else 0
+
+    def get_pfn(self, pfn: int) -> int:
+        """GET_PFN(pfn): the pfn without its space number (the identity without I/O spaces)."""
+        return pfn & ((1 << self.iospace_shift) - 1) if self.has_io_spaces else pfn
+
+    def hw_leaf_paddr(self, level: int, entry: int, addr: int) -> int:
+        """The physical address the MMU reaches for ``addr`` through the leaf ``entry``.
+
+        The default is the leaf's address plus the VA bits below the level's span. An arch
+        whose last-level entries can carry their own page size (sparc64's large TTEs)
+        overrides this.
+        """
+        return self.leaf_paddr(level, entry) | (addr & (self.levels[level].span - 1))
+
+    def entry_struct_format(self, level: int) -> str:
+        size = self.levels[level].entry_bytes
+        return ("<" if self.byteorder == "little" else ">") + {4: "I", 8: "Q"}[size]
+
+    def numpy_dtype(self, level: int) -> str:
+        size = self.levels[level].entry_bytes
+        return ("<" if self.byteorder == "little" else ">") + f"u{size}"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "page_size": self.page_size,
+            "levels": [(lv.name, lv.entries, lv.entry_bytes, lv.span) for lv in self.levels],
+            "large_pages": self.large_page_sizes(),
+            "va_bits": self.va_bits,
+            "phys_bits": self.phys_bits,
+            "byteorder": self.byteorder,
+        }
+
+    def __repr__(self) -> str:
+        return f"<Arch {self.name}>"

@@ -1,0 +1,124 @@
+"""``pfnmap decode`` and ``pfnmap dump``: page tables out of physical memory images.
+
+``pfnmap decode IMAGE --arch NAME --root ADDR`` walks the tables under ``ROOT`` in a raw image
+(``--base``) or an ELF core and prints the mappings: a rich table by default, or JSON lines,
+CSV, or QEMU's ``info tlb`` / ``info mem`` text. ``--ram`` and ``--vmas`` add what the tables do
+not say, and each pte gets vm_normal_page()'s verdict.
+
+``pfnmap dump OUT --arch NAME`` plays a scenario on an emulated machine and writes its RAM with
+the JSON that says how to decode it.
+
+Exit codes: 0 when the walk ran to its end (problems in the tables are reported, one record or
+line each, and are not failures), 1 when it could not start (a missing or damaged file, an ELF
+file that is not a core, a core of another machine, a root outside the image) or a dump could
+not be written, 2 for a bad command line (unknown arch, unparseable address or RAM range).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from pfnmap.cli.main import lazy_command, ram_size
+from pfnmap.decode.catalog import DUMP_FORMATS, IMAGE_FORMATS, OUTPUT_FORMATS
+from pfnmap.kernel.rules import ERAS, SEED
+
+#: images from this size up get a progress bar when stderr is a terminal
+PROGRESS_MIN_BYTES = 64 << 20
+
+
+def _address(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""), 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an address (write it as 0x1000 or 4096)"
+        ) from None
+    if value < 0 or value >= 1 << 64:
+        raise argparse.ArgumentTypeError(f"{text} is not a 64-bit physical address")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not positive")
+    return value
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Register ``decode`` and ``dump`` on the ``pfnmap`` subcommand parser."""
+    decode = commands.add_parser(
+        "decode",
+        help="decode the page tables in a physical memory image",
+        description="Walk the page tables under ROOT in a raw image or an ELF core (QEMU's "
+        "dump-guest-memory, kdump, pfnmap dump) and print every mapping: VA, PA, page size, "
+        "level, raw entry, flags, and with --ram/--vmas vm_normal_page()'s verdict. Bad "
+        "entries are reported one by one and the walk goes on.",
+    )
+    decode.add_argument("image", metavar="IMAGE", help="raw image or ELF core")
+    decode.add_argument("--arch", required=True, metavar="NAME", help="paging mode (see arches)")
+    decode.add_argument(
+        "--root", required=True, type=_address, metavar="ADDR",
+        help="physical address of the top-level table (CR3 without its flag bits)",
+    )  # fmt: skip
+    decode.add_argument(
+        "--base", type=_address, metavar="ADDR",
+        help="physical address of a raw image's first byte (default 0)",
+    )  # fmt: skip
+    decode.add_argument(
+        "--image-format", choices=IMAGE_FORMATS, default="auto",
+        help="how to read IMAGE (default: ELF if it starts with the ELF magic, else raw)",
+    )  # fmt: skip
+    decode.add_argument(
+        "--format", choices=OUTPUT_FORMATS, default="table",
+        help="table (default), jsonl, csv, or QEMU's x86 monitor text: qemu-tlb, qemu-mem",
+    )  # fmt: skip
+    decode.add_argument(
+        "--ranges", action="store_true",
+        help="merge consecutive leaves (VA and PA contiguous, same flags and verdict)",
+    )  # fmt: skip
+    decode.add_argument(
+        "--ram", metavar="RANGES",
+        help="physical RAM, i.e. the pfns with a struct page: START-END or START+SIZE, "
+        "comma-separated (default: unknown)",
+    )  # fmt: skip
+    decode.add_argument(
+        "--vmas", metavar="FILE",
+        help="the process's vmas, one 'START-END FLAGS PGOFF' per line (see docs)",
+    )  # fmt: skip
+    decode.add_argument(
+        "--era", choices=tuple(ERAS), default=SEED.name, metavar="ERA",
+        help="whose vm_normal_page() gives the verdicts: " + ", ".join(ERAS)
+        + f" (default: {SEED.name})",
+    )  # fmt: skip
+    decode.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None,
+        help="a progress bar on stderr (default: when stderr is a terminal and the image "
+        f"is {PROGRESS_MIN_BYTES >> 20} MiB or more)",
+    )  # fmt: skip
+    decode.add_argument(
+        "--max-tables", type=_positive, metavar="N",
+        help="stop after reading N tables (default: twice what the image can hold)",
+    )  # fmt: skip
+    decode.set_defaults(func=lazy_command("pfnmap.cli.decode_run", "cmd_decode"))
+
+    dump = commands.add_parser(
+        "dump",
+        help="write an emulated machine's physical memory as a raw image or ELF core",
+        description="Play a scenario on an emulated machine and write its RAM to OUT (raw, "
+        "base 0, or an ELF core), OUT.json with each live process's page-table root and vmas "
+        "and the decode command line, and OUT.pid<N>.vmas for --vmas.",
+    )
+    dump.add_argument("out", metavar="OUT", help="the image file to write")
+    dump.add_argument("--arch", default="x86-64", metavar="NAME", help="default: x86-64")
+    dump.add_argument("--format", choices=DUMP_FORMATS, default="raw", help="default: raw")
+    dump.add_argument(
+        "--scenario", default="story", metavar="NAME",
+        help="story (default): the demo's story right after its fork, plus anonymous memory",
+    )  # fmt: skip
+    dump.add_argument("--ram", default="16M", type=ram_size, metavar="SIZE",
+                      help="emulated RAM (default: 16M)")  # fmt: skip
+    dump.set_defaults(func=lazy_command("pfnmap.cli.decode_run", "cmd_dump"))

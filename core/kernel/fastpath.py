@@ -1,0 +1,213 @@
+"""copy_pte_range and zap_pte_range a table at a time: the bulk forms fork and munmap use.
+
+The kernel-shaped functions in :mod:`pfnmap.kernel.memory` (``copy_pte_range`` / ``copy_one_pte``,
+``zap_pte_range``) stay the reference: they read like mm/memory.c and decide one pte at a time.
+The functions here reach the same end state with a few numpy operations per pte table, which
+the kernel's loops allow because nothing a pte does depends on the pte before it:
+
+1. read the table slice once as native uint64 values;
+2. apply the masks copy_one_pte applies to every present pte (``pte_wrprotect`` for a COW
+   mapping, ``pte_mkclean`` for a shared one, ``pte_mkold``), through the arch's whole-table
+   operations (``Arch.ptes_*``);
+3. decide vm_normal_page() for every pte at once (:func:`pte_verdicts`): present, pfn,
+   pfn_valid, the era's rule (the linear vm_pgoff rule, ``is_cow_mapping``, VM_MIXEDMAP,
+   pte_special);
+4. loop in Python only over the ptes that have a struct page, for the count, mapcount, rss
+   and (zap) dirty/young/rmap updates.
+
+Whenever the table holds something whose handling has side effects beyond those, the bulk
+function returns False *before changing anything* and the caller runs the scalar reference
+for that table: a bad pte (print_bad_pte's log line and hook, or 2.6.26's VM_BUG_ON), a
+VM_UNPAGED vma before the seed whose pfns have struct pages (page_is_anon() reads them), or
+a vm_pgoff so large that the linear rule leaves 63 bits. So log lines, reports and
+exceptions come from the same code in the same order as without the bulk path.
+
+``machine.tables.fast_paths = False`` turns the bulk forms off for one machine (the tests
+compare both ways on every arch and era).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+
+from pfnmap.kernel.constants import VM_MIXEDMAP, VM_PFNMAP, VM_SHARED, PG_anon, is_cow_mapping
+
+if TYPE_CHECKING:
+    from pfnmap.arch import Arch
+    from pfnmap.kernel.mm import MmStruct, VmArea
+    from pfnmap.kernel.rules import KernelRules
+
+#: the linear rule's expected pfns are built with np.arange, which older numpy does not take
+#: beyond int64; no pte holds such a pfn, and the scalar path decides those ptes anyway
+_PFN_LIMIT = (1 << 63) - 1
+
+
+class PteVerdicts(NamedTuple):
+    """vm_normal_page() for a run of ptes: which give a struct page, which are bad."""
+
+    page: np.ndarray  # bool: NORMAL or COWED, vm_normal_page returns the pfn's struct page
+    bad: np.ndarray  # bool: BAD, print_bad_pte (or VM_BUG_ON from 2.6.26)
+    pfn: np.ndarray  # uint64: pte_pfn of every pte
+
+
+def pte_verdicts(
+    arch: Arch,
+    rules: KernelRules,
+    nr_pages: int,
+    vma: VmArea,
+    addr: int,
+    ptes: np.ndarray,
+    present: np.ndarray,
+) -> PteVerdicts | None:
+    """vm_normal_page()'s decision for the ptes mapping ``addr``, ``addr + PAGE_SIZE``, ...
+
+    The rules of :func:`pfnmap.kernel.memory.classify_pte`, as masks over the table; ``present``
+    says which ptes the decision looks at (the rest are "not present": neither a page nor
+    bad). It reads the same rules fields the scalar decision would read for these ptes and
+    no others (a scenario's RulesTracer notes them). None when a pte needs struct page state
+    to decide (the pre-seed page_is_anon() in a VM_UNPAGED vma), or the linear rule's pfns
+    leave 63 bits: then only the scalar path decides.
+    """
+    rule = rules.vm_normal_page_rule  # vm_normal_page_verdict() reads it for every pte
+    pfn = arch.ptes_pfn(ptes)
+    nothing = np.zeros(ptes.shape, dtype=bool)
+    if not present.any():
+        return PteVerdicts(nothing, nothing, pfn)
+    valid = pfn < np.uint64(nr_pages)  # pfn_valid(): RAM has struct pages, nothing else
+    flags = vma.vm_flags
+    if rules.pte_special and arch.special_mask:
+        special = present & arch.ptes_special(ptes)
+        plain = present & ~special
+        bad = plain & ~valid
+        if not flags & (VM_PFNMAP | VM_MIXEDMAP):
+            bad |= special  # a special pte outside a PFN vma
+        return PteVerdicts(plain & valid, bad, pfn)
+    if rule == "page_is_anon":
+        if flags & VM_PFNMAP:  # VM_UNPAGED
+            if (present & valid).any():
+                return None
+            return PteVerdicts(nothing, nothing, pfn)
+        return PteVerdicts(present & valid, present & ~valid, pfn)
+    if flags & VM_MIXEDMAP and rules.vm_mixedmap:
+        return PteVerdicts(present & valid, nothing, pfn)
+    checked = present
+    if flags & VM_PFNMAP:
+        base = vma.vm_pgoff + ((addr - vma.vm_start) >> arch.page_shift)
+        if base + ptes.size > _PFN_LIMIT:
+            return None
+        checked = present & (pfn != np.arange(base, base + ptes.size, dtype=np.uint64))
+        if checked.any() and rules.vm_normal_page_is_cow_test and not is_cow_mapping(flags):
+            return PteVerdicts(nothing, nothing, pfn)  # every pte of a shared PFN vma is raw
+    return PteVerdicts(checked & valid, checked & ~valid, pfn)
+
+
+def _table_slice(mm: MmStruct, table: int, addr: int, end: int) -> np.ndarray:
+    tables = mm.machine.tables
+    first = tables.arch.index(tables.last, addr)
+    count = (end - addr) >> tables.arch.page_shift
+    return tables.table_view(tables.last, table)[first : first + count]
+
+
+def try_copy_pte_range(
+    dst_mm: MmStruct,
+    src_mm: MmStruct,
+    dst_table: int,
+    src_table: int,
+    vma: VmArea,
+    addr: int,
+    end: int,
+) -> bool:
+    """copy_pte_range() for one table in bulk; False (nothing changed) when the table needs the
+    scalar copy_one_pte loop. The parent's ptes, the child's ptes, struct page counts and
+    mapcounts and the child's rss end up as copy_one_pte leaves them."""
+    machine = src_mm.machine
+    arch = machine.arch
+    rules = machine.rules
+    src = _table_slice(src_mm, src_table, addr, end)
+    if not src.any():
+        return True
+    ptes = src.astype(np.uint64)
+    present = arch.ptes_present(ptes)
+    dst = _table_slice(dst_mm, dst_table, addr, end)
+    if not present.any():  # copy_one_pte copies a not-present pte as it is
+        np.copyto(dst, ptes, where=ptes != 0, casting="unsafe")
+        return True
+    flags = vma.vm_flags
+    cow = is_cow_mapping(flags)
+    parent = arch.ptes_wrprotect(ptes) if cow else ptes  # ptep_set_wrprotect
+    child = arch.ptes_mkclean(parent) if flags & VM_SHARED else parent
+    child = arch.ptes_mkold(child)
+    if rules.copy_raw_pte_verbatim:
+        # before the seed the page is looked up on the pte as it is, and a pte without one is
+        # copied untouched
+        verdicts = pte_verdicts(arch, rules, machine.phys.nr_pages, vma, addr, ptes, present)
+        changed = None if verdicts is None else verdicts.page
+    else:
+        judged = present & arch.ptes_present(child)
+        verdicts = pte_verdicts(arch, rules, machine.phys.nr_pages, vma, addr, child, judged)
+        changed = present
+    if verdicts is None or verdicts.bad.any():
+        return False
+    assert changed is not None
+    everything = bool(changed.all())
+    if cow:
+        src[:] = parent if everything else np.where(changed, parent, ptes)
+    child_out = child if everything else np.where(changed, child, ptes)
+    np.copyto(dst, child_out, where=ptes != 0, casting="unsafe")
+    paged = np.flatnonzero(verdicts.page)
+    if paged.size:
+        phys = machine.phys
+        count, mapcount, page_flags = phys.count, phys.mapcount, phys.flags
+        anon = 0
+        for page in verdicts.pfn[paged].tolist():
+            count[page] += 1  # get_page
+            mapcount[page] += 1  # page_dup_rmap
+            if page_flags[page] & PG_anon:
+                anon += 1
+        dst_mm.add_mm_rss(paged.size - anon, anon)
+    return True
+
+
+def try_zap_pte_range(
+    mm: MmStruct, vma: VmArea, table: int, addr: int, end: int, gathered: list[int]
+) -> bool:
+    """zap_pte_range() for one table in bulk; False (nothing changed) when the table needs the
+    scalar loop. Pages are handled in pte order, as the scalar loop does, so a mapcount
+    underflow raises at the same page with the same state behind it."""
+    from pfnmap.kernel.memory import mark_page_accessed, page_remove_rmap, set_page_dirty
+
+    machine = mm.machine
+    arch = machine.arch
+    view = _table_slice(mm, table, addr, end)
+    if not view.any():
+        return True
+    ptes = view.astype(np.uint64)
+    present = arch.ptes_present(ptes)
+    if not present.any():  # swap and file ptes: just cleared (neither is modelled)
+        view[:] = 0
+        return True
+    phys = machine.phys
+    verdicts = pte_verdicts(arch, machine.rules, phys.nr_pages, vma, addr, ptes, present)
+    if verdicts is None or verdicts.bad.any():
+        return False
+    file_rss = anon_rss = 0
+    paged = np.flatnonzero(verdicts.page)
+    if paged.size:
+        page_flags = phys.flags
+        pte_dirty, pte_young = arch.pte_dirty, arch.pte_young
+        for pte, page in zip(ptes[paged].tolist(), verdicts.pfn[paged].tolist(), strict=True):
+            if page_flags[page] & PG_anon:
+                anon_rss -= 1
+            else:
+                if pte_dirty(pte):
+                    set_page_dirty(phys, page)
+                if pte_young(pte):
+                    mark_page_accessed(phys, page)
+                file_rss -= 1
+            page_remove_rmap(phys, page)
+            gathered.append(page)  # tlb_remove_page
+    view[:] = 0
+    mm.add_mm_rss(file_rss, anon_rss)
+    return True

@@ -1,0 +1,222 @@
+"""The kernel decisions that changed around the seed, in one place, and the eras that made them.
+
+Every path in memory.c that an earlier or later kernel decided differently reads its choice from
+a :class:`KernelRules` instead of hard-coding it. pfnmap models the seed (6aab341e, 2.6.15-rc3)
+by default; :data:`ERAS` names four profiles (kernel-reference §7):
+
+``unpaged``
+    2.6.15-rc2/rc3 before the seed: ``VM_UNPAGED`` (the same bit, 0x400) and ``page_is_anon()``
+    in the place vm_normal_page() later took (mm/memory.c at ee498ed7, kernel-reference §4).
+``seed``
+    Linus' "mm: re-architect the VM_UNPAGED logic" (6aab341e): :data:`SEED`, the default.
+``2.6.15``
+    2.6.15 final: the seed plus the rc4 and rc6 fixes.
+``2.6.26``
+    ``pte_special`` (7e675137) and ``VM_MIXEDMAP``, on top of 2.6.15's rules, and 2.6.24's
+    anonymous read faults without the ZERO_PAGE.
+
+Each field names the kernel function that reads it and the change that set its value. A
+profile is data: the few functions that differ by era (vm_normal_page's rule, copy_one_pte's
+order, do_wp_page's copy source) read these fields where the kernel made the decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+from pfnmap.errors import PfnmapError
+from pfnmap.kernel.constants import (
+    VM_HUGETLB,
+    VM_INSERTPAGE,
+    VM_IO,
+    VM_NONLINEAR,
+    VM_PFNMAP,
+    vm_flag_names,
+)
+
+#: VM_UNPAGED (2.6.15-rc3 before the seed) is the bit the seed renamed VM_PFNMAP
+VM_UNPAGED = VM_PFNMAP
+
+#: the values of :attr:`KernelRules.vm_normal_page_rule`
+VM_NORMAL_PAGE_RULES = ("vm_pgoff", "page_is_anon")
+
+
+@dataclass(frozen=True)
+class KernelRules:
+    """The decisions of one kernel, read by the mm paths that make them.
+
+    The fields after ``do_no_page_bug_on_pfnmap`` default to the seed's values, so
+    ``dataclasses.replace(SEED, ...)`` and a KernelRules built with the first seven fields keep
+    meaning what they meant.
+    """
+
+    name: str
+    #: vm_normal_page(), 2.6.15-rc6 "Allow arbitrary shared PFNMAP's": in a VM_PFNMAP vma that
+    #: is not a COW mapping every pte is raw, whatever its pfn
+    vm_normal_page_is_cow_test: bool
+    #: remap_pfn_range(), 2.6.15-rc6: a COW mapping must be remapped in one call covering exactly
+    #: [vm_start, vm_end) (else -EINVAL), and only then gets vm_pgoff = pfn
+    remap_cow_whole_vma: bool
+    #: get_user_pages() refuses vmas with any of these flags (seed: VM_IO; rc6, 1ff80389:
+    #: VM_IO|VM_PFNMAP)
+    gup_refused_flags: int
+    #: cow_user_page(), 2.6.15-rc4 "cow_user_page: fix page alignment": copy from va & PAGE_MASK
+    cow_copy_aligned: bool
+    #: copy_page_range() copies ptes at fork for vmas with any of these flags (or an anon_vma)
+    copy_forcing_flags: int
+    #: do_no_page(), 2.6.15-rc4 "pfnmap: do_no_page BUG_ON again": BUG_ON(VM_PFNMAP)
+    do_no_page_bug_on_pfnmap: bool
+    #: vm_normal_page()'s decision: "vm_pgoff" (the seed's linear rule, 6aab341e) or
+    #: "page_is_anon" (before the seed: pfn_valid, and in a VM_UNPAGED vma page_is_anon(),
+    #: ee498ed7 "unpaged: anon in VM_UNPAGED")
+    vm_normal_page_rule: str = "vm_pgoff"
+    #: remap_pfn_range() records the first pfn in vm_pgoff (the seed); before it, vm_pgoff was
+    #: left alone
+    remap_sets_pgoff: bool = True
+    #: copy_one_pte() before the seed: the page is looked up first and a pte without one is
+    #: copied as it is (no COW write-protect, no mkclean, no mkold)
+    copy_raw_pte_verbatim: bool = False
+    #: do_wp_page() before the seed: an invalid pfn is print_bad_pte + VM_FAULT_OOM, and a raw
+    #: pte with a valid pfn is copied from its struct page (not through the user address)
+    wp_copy_from_struct_page: bool = False
+    #: follow_page() before the seed: any pfn_valid pfn is a page (no vm_normal_page)
+    follow_page_pfn_valid: bool = False
+    #: 2.6.15-rc4 "VM: add vm_insert_page() function", marking the vma VM_INSERTPAGE (rc6)
+    vm_insert_page: bool = False
+    #: 2.6.26 VM_MIXEDMAP (Jared Hulbert, Nick Piggin): vm_normal_page()'s pfn_valid rule in
+    #: VM_MIXEDMAP vmas, and vm_insert_mixed() / vm_insert_pfn()
+    vm_mixedmap: bool = False
+    #: 2.6.26 "mm: introduce pte_special pte bit" (7e675137): where the arch names a special bit
+    #: (Arch.special_mask), remap_pfn_range and insert_pfn set it and vm_normal_page tests only it
+    pte_special: bool = False
+    #: 2.6.26 (same commit): vm_normal_page's pfn_valid check became VM_BUG_ON(!pfn_valid(pfn))
+    #: instead of print_bad_pte; pfnmap models a CONFIG_DEBUG_VM kernel and raises KernelBug
+    bad_pfn_vm_bug_on: bool = False
+    #: do_anonymous_page() maps the ZERO_PAGE on a read fault (until 2.6.23; 2.6.24 removed it)
+    anon_read_zero_page: bool = True
+    #: what the kernel of the era called bit 0x400, for people reading flags
+    pfnmap_flag_name: str = "VM_PFNMAP"
+    #: defaults for arch plugin switches that belong to the era, as (key, value) pairs; only
+    #: keys starting with the machine's arch name and "_" apply (e.g. sparc64's io_remap
+    #: follow-ups, which did not exist before the seed)
+    arch_option_defaults: tuple[tuple[str, object], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.vm_normal_page_rule not in VM_NORMAL_PAGE_RULES:
+            raise ValueError(
+                f"vm_normal_page_rule {self.vm_normal_page_rule!r} is not one of "
+                f"{', '.join(VM_NORMAL_PAGE_RULES)}"
+            )
+
+    def as_dict(self) -> dict[str, object]:
+        """Every field by name (flags as their names), for reports and JSON."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("_flags") and isinstance(value, int):
+                value = "|".join(self.flag_names(value)) or "0"
+            elif isinstance(value, tuple):
+                value = {k: v for k, v in value}
+            out[f.name] = value
+        return out
+
+    def flag_names(self, flags: int) -> list[str]:
+        """vm_flags names as this era spelled them (VM_UNPAGED for 0x400 before the seed)."""
+        return [
+            self.pfnmap_flag_name if name == "VM_PFNMAP" else name for name in vm_flag_names(flags)
+        ]
+
+
+#: The seed: Linus' "mm: re-architect the VM_UNPAGED logic" (6aab341e, 2.6.15-rc3)
+SEED = KernelRules(
+    name="seed",
+    vm_normal_page_is_cow_test=False,
+    remap_cow_whole_vma=False,
+    gup_refused_flags=VM_IO,
+    cow_copy_aligned=False,
+    copy_forcing_flags=VM_HUGETLB | VM_NONLINEAR | VM_PFNMAP,
+    do_no_page_bug_on_pfnmap=False,
+)
+
+#: 2.6.15-rc3 before the seed: mm/memory.c at ee498ed7 (Hugh Dickins, "unpaged: anon in
+#: VM_UNPAGED"), kernel-reference §3 "before the seed" paragraphs and §4
+UNPAGED = KernelRules(
+    name="unpaged",
+    vm_normal_page_is_cow_test=False,
+    remap_cow_whole_vma=False,
+    gup_refused_flags=VM_IO,
+    cow_copy_aligned=False,  # never read: a raw pte is copied from its struct page or refused
+    copy_forcing_flags=VM_HUGETLB | VM_NONLINEAR | VM_UNPAGED,
+    do_no_page_bug_on_pfnmap=False,
+    vm_normal_page_rule="page_is_anon",
+    remap_sets_pgoff=False,
+    copy_raw_pte_verbatim=True,
+    wp_copy_from_struct_page=True,
+    follow_page_pfn_valid=True,
+    pfnmap_flag_name="VM_UNPAGED",
+    # arch/sparc64/mm/generic.c before "sparc: convert IO remapping to VM_PFNMAP" and before
+    # rc4's "[SPARC64]: Fix >8K I/O mappings."
+    arch_option_defaults=(("sparc64_iomap_followup", False), ("sparc64_iomap_rc4_fix", False)),
+)
+
+#: 2.6.15 final (2006-01-02): the seed plus rc4's aligned COW copy, do_no_page BUG_ON and
+#: vm_insert_page(), and rc6's is_cow test, whole-vma COW remaps, gup refusing VM_PFNMAP and
+#: VM_INSERTPAGE forcing copy_page_range (kernel-reference §1, §7)
+V2_6_15 = KernelRules(
+    name="2.6.15",
+    vm_normal_page_is_cow_test=True,
+    remap_cow_whole_vma=True,
+    gup_refused_flags=VM_IO | VM_PFNMAP,
+    cow_copy_aligned=True,
+    copy_forcing_flags=VM_HUGETLB | VM_NONLINEAR | VM_PFNMAP | VM_INSERTPAGE,
+    do_no_page_bug_on_pfnmap=True,
+    vm_insert_page=True,
+)
+
+#: 2.6.26 (July 2008): 2.6.15's rules plus VM_MIXEDMAP and pte_special (both 2008-04-28), the
+#: VM_BUG_ON in vm_normal_page, and do_anonymous_page without the ZERO_PAGE (2.6.24)
+V2_6_26 = replace(
+    V2_6_15,
+    name="2.6.26",
+    vm_mixedmap=True,
+    pte_special=True,
+    bad_pfn_vm_bug_on=True,
+    anon_read_zero_page=False,
+)
+
+#: era name -> rules, oldest first
+ERAS: dict[str, KernelRules] = {r.name: r for r in (UNPAGED, SEED, V2_6_15, V2_6_26)}
+
+
+class UnknownEra(PfnmapError, KeyError):
+    """An era name that :data:`ERAS` does not define."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        return f"unknown era {self.name!r} (known: {', '.join(ERAS)})"
+
+
+def rules_for(era: str | KernelRules) -> KernelRules:
+    """The rules of an era by name (a KernelRules is returned as it is)."""
+    if isinstance(era, KernelRules):
+        return era
+    try:
+        return ERAS[era]
+    except KeyError:
+        raise UnknownEra(era) from None
+
+
+def resolve_rules(rules: KernelRules | str | None, era: str | None) -> KernelRules:
+    """What ``Machine(rules=..., era=...)`` runs: the era's rules, the rules given, or SEED.
+
+    Giving both is allowed only when they agree (same rules object or same name).
+    """
+    if era is not None:
+        chosen = rules_for(era)
+        if rules is not None and rules_for(rules) != chosen:
+            raise ValueError(f"rules={rules_for(rules).name!r} contradicts era={era!r}")
+        return chosen
+    return SEED if rules is None else rules_for(rules)

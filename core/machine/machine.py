@@ -1,0 +1,176 @@
+"""The emulated machine: one arch, RAM and devices, the kernel's rules, processes and a log."""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+
+import pluggy
+
+from pfnmap.arch import Arch
+from pfnmap.errors import KernelError
+from pfnmap.kernel.files import Inode, RegularFile
+from pfnmap.kernel.mm import MmStruct
+from pfnmap.kernel.pgtable import TableAccess, pgd_alloc
+from pfnmap.kernel.physmem import IORegion, PhysMem
+from pfnmap.kernel.units import parse_size
+from pfnmap.kernel.reports import BadPteReport
+from pfnmap.kernel.rules import KernelRules, resolve_rules
+from pfnmap.machine.process import Process
+
+#: where the default device (a framebuffer-like PCI BAR) sits when RAM leaves room for it
+DEFAULT_IO_BASE = 0xF000_0000
+DEFAULT_IO_SIZE = 16 << 20
+
+
+@dataclass(frozen=True)
+class PageInfo:
+    """A snapshot of one struct page, for inspection (see physmem for the count conventions)."""
+
+    pfn: int
+    count: int
+    mapcount: int
+    flags: tuple[str, ...]
+    mapping: object
+    index: int
+
+    @property
+    def anon(self) -> bool:
+        return "anon" in self.flags
+
+    @property
+    def reserved(self) -> bool:
+        return "reserved" in self.flags
+
+
+class Machine:
+    """``Machine(arch="x86-64", ram="64M")``: boot an emulated machine.
+
+    ``io`` lists the device memory regions beyond RAM (default: one 16 MiB region "fb0" at
+    0xF0000000, or just above RAM when RAM reaches that far). ``rules`` picks the kernel's
+    decisions (the seed's by default); ``era`` picks them by name instead ("unpaged", "seed",
+    "2.6.15", "2.6.26": :data:`pfnmap.kernel.rules.ERAS`), and ``rules`` also takes such a name.
+    ``plugin_manager`` lets a caller use its own pluggy manager, e.g. with a tracer plugin
+    registered. ``arch_options`` are switches an arch plugin documents and reads
+    (``machine.arch_options``); an era may default some of them (its ``arch_option_defaults``
+    for this arch), and the ones given here win.
+    """
+
+    def __init__(
+        self,
+        arch: str | Arch = "x86-64",
+        ram: int | str = "64M",
+        io: list[IORegion] | None = None,
+        rules: KernelRules | str | None = None,
+        plugin_manager: pluggy.PluginManager | None = None,
+        arch_options: dict[str, object] | None = None,
+        era: str | None = None,
+    ) -> None:
+        from pfnmap.plugins.manager import build_registry, default_plugin_manager, default_registry
+
+        pm = plugin_manager or default_plugin_manager()
+        if isinstance(arch, Arch):
+            self.arch = arch
+        else:
+            registry = default_registry() if plugin_manager is None else build_registry(pm)
+            self.arch = registry.get(arch)
+        self.hook = pm.hook
+        self.plugin_manager = pm
+        self.rules: KernelRules = resolve_rules(rules, era)
+        #: per-arch switches read by arch plugins (e.g. sparc64's io_remap_pfn_range follow-up)
+        self.arch_options: dict[str, object] = {
+            key: value
+            for key, value in self.rules.arch_option_defaults
+            if key.startswith(f"{self.arch.name}_")
+        }
+        self.arch_options.update(arch_options or {})
+        ram_bytes = parse_size(ram)
+        if io is None:
+            base = max(DEFAULT_IO_BASE, -(-ram_bytes // (1 << 28)) << 28)
+            io = [IORegion("fb0", base, DEFAULT_IO_SIZE)]
+        self.phys = PhysMem(ram_bytes, self.arch.page_shift, io, phys_bits=self.arch.phys_bits)
+        self.tables = TableAccess(self.arch, self.phys)
+        self.log: list[str] = []
+        self.bad_ptes: list[BadPteReport] = []
+        self.faults = 0
+        self.current: Process | None = None
+        self.processes: dict[int, Process] = {}
+        self.pins: dict[int, int] = {}
+        self._next_pid = 1
+        from pfnmap.machine.devices import DevMem, DevZero
+
+        self.inodes: dict[str, Inode] = {}
+        self.add_inode(DevMem(self, "/dev/mem"))
+        self.add_inode(DevZero(self, "/dev/zero"))
+
+    def __repr__(self) -> str:
+        return (
+            f"<Machine {self.arch.name} ram={self.phys.ram_bytes >> 20}M rules={self.rules.name}>"
+        )
+
+    # processes --------------------------------------------------------------------------------
+    def spawn(self, comm: str = "init") -> Process:
+        """A new process with an empty address space."""
+        mm = MmStruct(self, 0, comm)
+        mm.pgd = pgd_alloc(mm)
+        return self._register(comm, mm)
+
+    def _register(self, comm: str, mm: MmStruct) -> Process:
+        proc = Process(self, self._next_pid, comm, mm)
+        self._next_pid += 1
+        self.processes[proc.pid] = proc
+        return proc
+
+    def _unregister(self, proc: Process) -> None:
+        self.processes.pop(proc.pid, None)
+        if self.current is proc:
+            self.current = None
+
+    # files and devices ------------------------------------------------------------------------
+    def add_inode(self, inode: Inode) -> Inode:
+        if inode.path in self.inodes:
+            raise KernelError(errno.EEXIST, inode.path)
+        self.inodes[inode.path] = inode
+        return inode
+
+    def create_file(self, path: str, data: bytes = b"") -> Inode:
+        """Create a regular file whose pages come through the page cache when mapped."""
+        return self.add_inode(RegularFile(self, path, data))
+
+    def add_device_buffer(self, path: str, npages: int) -> Inode:
+        """A driver with its own RAM pages, mapped through ->nopage (do_no_page's device case)."""
+        from pfnmap.machine.devices import DevBuffer
+
+        return self.add_inode(DevBuffer(self, path, npages))
+
+    def add_iomem_device(self, path: str, region: str | IORegion = "fb0") -> Inode:
+        """A device file whose mmap maps an I/O region (by name, or any IORegion window, even
+        one over RAM) with io_remap_pfn_range."""
+        from pfnmap.machine.devices import DevIoMem
+
+        return self.add_inode(DevIoMem(self, path, region))
+
+    # inspection -------------------------------------------------------------------------------
+    def page(self, pfn: int) -> PageInfo:
+        """The struct page of a RAM pfn (KernelError EINVAL for a pfn without one)."""
+        phys = self.phys
+        if not phys.pfn_valid(pfn):
+            raise KernelError(errno.EINVAL, f"pfn {pfn:#x} has no struct page")
+        return PageInfo(
+            pfn,
+            phys.count[pfn],
+            phys.mapcount[pfn],
+            tuple(phys.flag_names(pfn)),
+            phys.mapping[pfn],
+            phys.index[pfn],
+        )
+
+    def log_line(self, line: str) -> None:
+        self.log.append(line)
+
+    def check_invariants(self) -> None:
+        """Raise InvariantError if any struct page count, mapcount, rss counter or page-table
+        frame disagrees with what the live page tables, caches and pins account for."""
+        from pfnmap.machine.invariants import check_invariants
+
+        check_invariants(self)
