@@ -36,7 +36,7 @@ Physical addresses are 43 bits (Cheetah's _PAGE_PADDR, bits 42..13; Spitfire dec
 40..13). ``pfn_valid`` is RAM only, as ``(pfn - pfn_base) < max_mapnr`` is in the kernel.
 
 I/O spaces and io_remap_pfn_range. A pfn given to io_remap_pfn_range carries an I/O-space
-number in its top 4 bits (MK_IOSPACE_PFN, :meth:`pfnmap.arch.contract.Arch.mk_iospace_pfn`); the TTE
+number in its top 4 bits (MK_IOSPACE_PFN, :meth:`pfnmap.arch.Arch.mk_iospace_pfn`); the TTE
 gets ``space << 32`` ORed into its physical address. :func:`io_remap_pfn_range` below is
 arch/sparc64/mm/generic.c after David Miller's follow-ups to the seed. ``Machine(...,
 arch_options={...})`` takes these switches:
@@ -82,6 +82,7 @@ from pfnmap.plugins import hookimpl
 
 if TYPE_CHECKING:
     from pfnmap.kernel.mm import VmArea
+    from pfnmap.kernel.rules import KernelRules
     from pfnmap.machine import Machine
 
 NAME = "sparc64"
@@ -151,6 +152,8 @@ class Sparc64(Arch):
     phys_bits = PHYS_BITS
     task_size = TASK_SIZE
     has_io_spaces = True
+    elf_machine = 43  # EM_SPARCV9
+    elf_class = 2
     #: checks of the conformance kit (pfnmap.testing) this arch fails on purpose, and why
     conformance_xfail = {
         "ops.cow": "2.6.15's pte_mkdirty sets the hardware-writable _PAGE_W even in a "
@@ -383,6 +386,16 @@ class Sparc64(Arch):
     def leaf_paddr(self, level: int, entry: int) -> int:
         return entry & self._PAGE_PADDR if level == len(self.levels) - 1 else 0
 
+    def option_defaults(self, rules: KernelRules) -> dict[str, object]:
+        """Before the seed there was no VM_PFNMAP to convert sparc's I/O remapping to, so
+        neither the rc3 follow-up nor rc4's fix of it can be there."""
+        if rules.pfnmap_flag_name == "VM_UNPAGED":
+            return {"sparc64_iomap_followup": False, "sparc64_iomap_rc4_fix": False}
+        return {}
+
+    def io_remap_pfn_range(self, vma: VmArea, addr: int, pfn: int, size: int, prot: int) -> int:
+        return io_remap_pfn_range(vma, addr, pfn, size, prot)
+
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info["tte_sizes"] = sorted(set(self.tte_sizes.values()))
@@ -530,13 +543,3 @@ def io_remap_pfn_range(vma: VmArea, addr: int, pfn: int, size: int, prot: int) -
         view[first : first + count] = np.array(values[pos : pos + count], dtype=np.uint64)
         pos += count
     return 0
-
-
-@hookimpl
-def pfnmap_io_remap_pfn_range(
-    machine: Machine, vma: VmArea, addr: int, pfn: int, size: int, prot: int
-) -> int | None:
-    """sparc64's io_remap_pfn_range; None for every other arch."""
-    if machine.arch.name != NAME:
-        return None
-    return io_remap_pfn_range(vma, addr, pfn, size, prot)

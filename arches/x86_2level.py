@@ -39,6 +39,9 @@ PGD_4M = large_layout(ENTRY_BITS, PHYS_BITS, PGDIR_SHIFT, pse36_bits=PSE36_BITS)
 class X86_2Level(I386Arch):
     name = "x86-2level"
     description = "i386 2-level paging, 32-bit entries, 32-bit PA, 4 MiB PSE pages, no NX"
+    elf_machine = 3  # EM_386
+    elf_class = 1
+    qemu_monitor_mode = "32"
     page_shift = PAGE_SHIFT
     byteorder = "little"
     va_bits = 32

@@ -28,6 +28,9 @@ PUD_1G = large_layout(ENTRY_BITS, PHYS_BITS, PUD_SHIFT)
 class X86_64(X86Arch):
     name = "x86-64"
     description = "x86-64 4-level paging (PML4), 48-bit VA, 46-bit PA, NX"
+    elf_machine = 62  # EM_X86_64
+    elf_class = 2
+    qemu_monitor_mode = "la48"
     page_shift = PAGE_SHIFT
     byteorder = "little"
     va_bits = 48

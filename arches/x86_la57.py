@@ -40,6 +40,9 @@ PUD_1G = large_layout(ENTRY_BITS, PHYS_BITS, PUD_SHIFT)
 class X86LA57(X86Arch):
     name = "x86-la57"
     description = "x86-64 5-level paging (LA57), 57-bit VA, 52-bit PA, NX"
+    elf_machine = 62  # EM_X86_64
+    elf_class = 2
+    qemu_monitor_mode = "la57"
     page_shift = PAGE_SHIFT
     byteorder = "little"
     va_bits = 57

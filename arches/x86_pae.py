@@ -72,6 +72,9 @@ PMD_2M = large_layout(ENTRY_BITS, PHYS_BITS, PMD_SHIFT, HIGH)
 class X86PAE(I386Arch):
     name = "x86-pae"
     description = "i386 PAE 3-level paging, 64-bit entries, 4-entry PDPT, 36-bit PA, NX"
+    elf_machine = 3  # EM_386
+    elf_class = 1
+    qemu_monitor_mode = "pae32"
     page_shift = PAGE_SHIFT
     byteorder = "little"
     va_bits = 32

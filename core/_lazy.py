@@ -15,13 +15,13 @@ def lazy_exports(
     """``__getattr__`` and ``__dir__`` for ``package``, where ``exports`` maps each public
     name to the module that defines it."""
 
-    def __getattr__(name: str) -> Any:
+    def __getattr__(name: str) -> Any:  # noqa: N807 (the module hook PEP 562 names)
         module = exports.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         return getattr(importlib.import_module(module), name)
 
-    def __dir__() -> list[str]:
+    def __dir__() -> list[str]:  # noqa: N807
         return sorted(set(exports) | set(vars(sys.modules[package])))
 
     return __getattr__, __dir__

@@ -1,18 +1,22 @@
 """The hook contract of pfnmap. Every hook a plugin may implement is declared and documented here.
 
-Hooks are coarse: they register arches, replace a whole kernel function an arch may override, or
-observe events. Nothing here is called per pte.
+Hooks are coarse: they register arches or observe events. Nothing here is called per pte. What an
+arch does differently from the generic kernel (its own ``io_remap_pfn_range``, say) is a method of
+its :class:`pfnmap.arch.Arch`, not a hook: it belongs to the arch, and a machine has one arch.
+
+Every Machine has a plugin manager of its own
+(:func:`pfnmap.plugins.manager.machine_plugin_manager`), so an observer registered on
+``machine.plugin_manager`` sees that machine's events only.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pfnmap.plugins import hookspec
 
 if TYPE_CHECKING:
     from pfnmap.arch import Arch
-    from pfnmap.kernel.mm import VmArea
     from pfnmap.kernel.reports import BadPteReport, FaultReport
     from pfnmap.machine import Machine
 
@@ -21,24 +25,10 @@ if TYPE_CHECKING:
 def pfnmap_arches() -> list[Arch]:
     """Contribute arch descriptions.
 
-    Return a list of :class:`pfnmap.arch.contract.Arch` instances. Each is validated when the registry is
+    Return a list of :class:`pfnmap.arch.Arch` instances. Each is validated when the registry is
     built (layouts cover every bit exactly once, geometry is consistent, every pte operation is
     implemented); a malformed arch is reported with the plugin's name. Called once per plugin
     manager, never on a hot path.
-    """
-
-
-@hookspec(firstresult=True)
-def pfnmap_io_remap_pfn_range(
-    machine: Machine, vma: VmArea, addr: int, pfn: int, size: int, prot: int
-) -> Any:
-    """Map device memory into ``vma``, as the kernel's ``io_remap_pfn_range()``.
-
-    ``pfn`` may carry an I/O-space number on arches that have them (sparc64's MK_IOSPACE_PFN).
-    The first implementation that returns a non-None value wins; it returns 0 on success and
-    raises :class:`pfnmap.errors.KernelError` on failure. An implementation must return None for
-    machines whose arch it does not handle (check ``machine.arch``). The generic default, used
-    by x86, is plain ``remap_pfn_range`` (``#define io_remap_pfn_range remap_pfn_range``).
     """
 
 

@@ -24,14 +24,12 @@ from pfnmap.errors import PluginError, PluginWarning, UnknownArch
 from pfnmap.plugins import DISABLE_AUTOLOAD_ENV, ENTRY_POINT_GROUP, PROJECT_NAME, hookspecs
 from pfnmap.plugins.validation import validate_arch
 
-DEFAULT_PLUGINS = ("pfnmap.plugins.defaults",)
-
 
 def make_plugin_manager(autoload: bool | None = None) -> pluggy.PluginManager:
     """Create a manager with the hookspecs, the built-ins and (unless disabled) entry points."""
     pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
-    for modname in DEFAULT_PLUGINS + BUILTIN_ARCH_MODULES:
+    for modname in BUILTIN_ARCH_MODULES:
         pm.register(importlib.import_module(modname), name=modname)
     if autoload is None:
         autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
@@ -164,6 +162,18 @@ def _check_arches(plugin: str, arches: list, registry: ArchRegistry) -> None:
                 plugin, f"arch {arch.name!r} is already provided by {taken[arch.name]!r}"
             )
         taken[arch.name] = plugin
+
+
+def machine_plugin_manager(base: pluggy.PluginManager) -> pluggy.PluginManager:
+    """A manager of one Machine's own: every plugin of ``base`` (the built-ins, entry points and
+    whatever the caller registered there) and, later, what is registered on the machine, which
+    no other machine sees (a tracer registered on one machine never hears another's faults)."""
+    pm = pluggy.PluginManager(PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    for name, plugin in base.list_name_plugin():
+        if plugin is not None and not base.is_blocked(name):
+            pm.register(plugin, name=name)
+    return pm
 
 
 @lru_cache(maxsize=1)

@@ -13,7 +13,7 @@ from pfnmap.errors import LayoutError
 def validate_arch(arch: object) -> list[str]:
     """Return the problems with ``arch`` (an empty list means it is usable)."""
     if not isinstance(arch, Arch):
-        return [f"{arch!r} is not a pfnmap.arch.contract.Arch instance"]
+        return [f"{arch!r} is not a pfnmap.arch.Arch instance"]
     problems: list[str] = []
     name = arch.name or "<unnamed>"
     if not arch.name:

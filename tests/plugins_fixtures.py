@@ -14,7 +14,6 @@ import construct as cs
 
 from pfnmap.arch import Arch
 from pfnmap.arches.x86_64 import PTE, X86_64
-from pfnmap.kernel.remap import remap_pfn_range
 from pfnmap.plugins import hookimpl
 
 
@@ -116,24 +115,6 @@ class TypoPlugin:
         return [Acme64()]
 
 
-# io_remap_pfn_range overrides ------------------------------------------------------------------
-class IoRemapOverride:
-    """Records every call; maps uncached (so the test can tell it ran), or declines."""
-
-    def __init__(self, decline: bool = False) -> None:
-        self.decline = decline
-        self.calls: list[dict[str, Any]] = []
-
-    @hookimpl
-    def pfnmap_io_remap_pfn_range(self, machine, vma, addr, pfn, size, prot):
-        self.calls.append(
-            {"machine": machine, "vma": vma, "addr": addr, "pfn": pfn, "size": size, "prot": prot}
-        )
-        if self.decline:
-            return None  # "not my arch": the next implementation (the default) runs
-        return remap_pfn_range(vma, addr, pfn, size, machine.arch.pgprot_noncached(prot))
-
-
 # observers -------------------------------------------------------------------------------------
 class Tracer:
     """Collects the observer hooks' reports."""
@@ -161,7 +142,6 @@ __all__ = [
     "BareArch",
     "DuplicateNameArch",
     "GapArch",
-    "IoRemapOverride",
     "MissingOpArch",
     "OverlapArch",
     "Tracer",

@@ -14,12 +14,12 @@ from rich.console import Console
 
 from pfnmap import Machine, __version__
 from pfnmap.cli import demo as demo_module
-from pfnmap.plugins import manager as manager_module
-from pfnmap.cli.demo import DemoError, run_demo
-from pfnmap.kernel.units import format_size
 from pfnmap.cli.arches import render_arches
+from pfnmap.cli.demo import DemoError, run_demo
 from pfnmap.cli.main import main
 from pfnmap.errors import KernelBug, PluginError
+from pfnmap.kernel.units import format_size
+from pfnmap.plugins import manager as manager_module
 from pfnmap.plugins.manager import ArchRegistry, PluginWarning, default_registry
 
 

@@ -1,5 +1,6 @@
 """The plugin system: the manager, the arch registry's validation, entry-point loading, and the
-hooks the core calls (io_remap_pfn_range, the fault and bad-pte observers).
+hooks the core calls (the fault and bad-pte observers, scoped per machine), and the arch's own
+io_remap_pfn_range.
 
 Third-party plugins are simulated with the objects in plugins_fixtures, registered on a fresh
 ``make_plugin_manager(autoload=False)`` under the name "acme", or served as fake entry points.
@@ -23,7 +24,6 @@ from plugins_fixtures import (
     BareArch,
     DuplicateNameArch,
     GapArch,
-    IoRemapOverride,
     MissingOpArch,
     OverlapArch,
     Tracer,
@@ -49,9 +49,9 @@ from pfnmap.arches.x86_64 import X86_64
 from pfnmap.kernel.constants import VM_IO, VM_PFNMAP, VM_RESERVED
 from pfnmap.kernel.memory import Verdict
 from pfnmap.kernel.pgtable import pte_offset
+from pfnmap.kernel.remap import remap_pfn_range
 from pfnmap.plugins import DISABLE_AUTOLOAD_ENV, ENTRY_POINT_GROUP, hookimpl
 from pfnmap.plugins.manager import (
-    DEFAULT_PLUGINS,
     ArchRegistry,
     PluginWarning,
     build_registry,
@@ -110,9 +110,8 @@ def test_builtins_are_registered_and_pending_checks_pass(
     pm: pluggy.PluginManager, builtin_names: list[str]
 ) -> None:
     names = {name for name, _ in pm.list_name_plugin()}
-    assert set(DEFAULT_PLUGINS) | set(BUILTIN_ARCH_MODULES) <= names
+    assert set(BUILTIN_ARCH_MODULES) <= names
     pm.check_pending()
-    assert pm.hook.pfnmap_io_remap_pfn_range.spec.opts["firstresult"]
     assert not pm.hook.pfnmap_arches.spec.opts["firstresult"]
     registry = _quiet_registry(pm)
     assert registry.broken == {}
@@ -200,7 +199,7 @@ BROKEN = [
         "pfnmap_arches() raised RuntimeError: acme firmware table not found",
         "acme",
     ),
-    ("not-an-arch", lambda: [object()], "is not a pfnmap.arch.contract.Arch instance", "acme"),
+    ("not-an-arch", lambda: [object()], "is not a pfnmap.arch.Arch instance", "acme"),
 ]
 
 
@@ -473,19 +472,31 @@ def test_io_remap_default_is_remap_pfn_range() -> None:
     _teardown(machine)
 
 
-def test_io_remap_plugin_wins() -> None:
-    """pfnmap_io_remap_pfn_range is firstresult: a plugin that returns a value replaces the
-    generic remap_pfn_range (it is called with the machine, vma and region pfn)."""
-    pm = make_plugin_manager(autoload=False)
-    override = IoRemapOverride()
-    pm.register(override, name="acme")
-    machine = Machine(ram="16M", plugin_manager=pm)
+class UncachedIoRemap(X86_64):
+    """x86-64 with an io_remap_pfn_range of its own: records each call, maps uncached (so the
+    test can tell it ran) or hands back to the generic one."""
+
+    def __init__(self, decline: bool = False) -> None:
+        super().__init__()
+        self.decline = decline
+        self.calls: list[dict[str, Any]] = []
+
+    def io_remap_pfn_range(self, vma, addr, pfn, size, prot):
+        self.calls.append({"vma": vma, "addr": addr, "pfn": pfn, "size": size, "prot": prot})
+        if self.decline:
+            return NotImplemented  # the generic io_remap_pfn_range = remap_pfn_range runs
+        return remap_pfn_range(vma, addr, pfn, size, self.pgprot_noncached(prot))
+
+
+def test_arch_io_remap_wins() -> None:
+    """An arch's own io_remap_pfn_range replaces the generic remap_pfn_range (as sparc64's
+    does); it is called with the vma and the region's pfn, once."""
+    arch = UncachedIoRemap()
+    machine = Machine(arch, ram="16M")
     proc, addr, vma = _map_fb0(machine, npages=2)
     region = machine.phys.io_regions[0]
-    arch = machine.arch
-    assert len(override.calls) == 1
-    call = override.calls[0]
-    assert call["machine"] is machine
+    assert len(arch.calls) == 1
+    call = arch.calls[0]
     assert call["vma"] is vma
     assert call["addr"] == vma.vm_start == addr
     assert call["pfn"] == region.start >> arch.page_shift
@@ -497,26 +508,53 @@ def test_io_remap_plugin_wins() -> None:
     _teardown(machine)
 
 
-def test_io_remap_plugin_may_decline() -> None:
-    """An implementation returning None (another arch's plugin) lets the default run."""
-    pm = make_plugin_manager(autoload=False)
-    override = IoRemapOverride(decline=True)
-    pm.register(override, name="acme")
-    machine = Machine(ram="16M", plugin_manager=pm)
+def test_arch_io_remap_may_hand_back() -> None:
+    """NotImplemented from the arch's method: the generic remap_pfn_range runs."""
+    arch = UncachedIoRemap(decline=True)
+    machine = Machine(arch, ram="16M")
     proc, addr, vma = _map_fb0(machine, npages=1)
-    assert len(override.calls) == 1
+    assert len(arch.calls) == 1
     assert vma.vm_flags & VM_PFNMAP
     assert proc.lookup(addr).raw == machine.arch.pfn_pte(vma.vm_pgoff, vma.vm_page_prot)
     _teardown(machine)
 
 
+def test_an_observer_on_one_machine_never_sees_another() -> None:
+    """Two machines from the same (default) manager: a tracer registered on the first one's
+    plugin_manager hears the first one's faults and bad ptes only."""
+    first, second = Machine(ram="16M"), Machine(ram="16M")
+    tracer = Tracer()
+    first.plugin_manager.register(tracer, name="tracer")
+    for machine in (second, first, second):
+        proc = machine.spawn("t")
+        proc.write(proc.mmap(machine.arch.page_size), b"x")
+    assert tracer.machines == {id(first)}
+    assert len(tracer.faults) == 1
+    assert default_plugin_manager().get_plugin("tracer") is None
+    assert second.plugin_manager.get_plugin("tracer") is None
+    _teardown(first)
+    _teardown(second)
+
+
+def test_a_callers_manager_lends_its_plugins_to_the_machine() -> None:
+    pm = make_plugin_manager(autoload=False)
+    tracer = Tracer()
+    pm.register(tracer, name="tracer")
+    machine = Machine(ram="16M", plugin_manager=pm)
+    proc = machine.spawn("t")
+    proc.write(proc.mmap(machine.arch.page_size), b"x")
+    assert tracer.machines == {id(machine)}
+    _teardown(machine)
+
+
 def test_default_machine_does_not_see_custom_managers() -> None:
     pm = make_plugin_manager(autoload=False)
-    override = IoRemapOverride()
-    pm.register(override, name="acme")
+    tracer = Tracer()
+    pm.register(tracer, name="tracer")
     machine = Machine(ram="16M")  # default manager
-    _map_fb0(machine, npages=1)
-    assert override.calls == []
+    proc = machine.spawn("t")
+    proc.write(proc.mmap(machine.arch.page_size), b"x")
+    assert tracer.faults == []
     _teardown(machine)
 
 

@@ -15,4 +15,4 @@ _LAZY = dict.fromkeys(
     ("Arch", "EntryFormat", "Field", "Level", "derive_fields"), "pfnmap.arch.contract"
 )
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
-__all__ = sorted(_LAZY)
+__all__ = ["Arch", "EntryFormat", "Field", "Level", "derive_fields"]

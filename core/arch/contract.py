@@ -185,6 +185,15 @@ class Arch:
     #: pte_special pte bit"), or 0 where it spares none: then the kernel keeps vm_normal_page's
     #: VM_PFNMAP / VM_MIXEDMAP rules. Read only by eras whose rules have ``pte_special``.
     special_mask: int = 0
+    #: ELF ``e_machine`` of this arch's cores (EM_386 = 3, EM_SPARCV9 = 43, EM_X86_64 = 62),
+    #: 0 (EM_NONE) where none is defined; the dump decoder checks a core against it
+    elf_machine: ClassVar[int] = 0
+    #: the ELF class a core of this arch gets by default (1 = ELFCLASS32, 2 = ELFCLASS64), as
+    #: QEMU's dump-guest-memory picks it (an i386 guest: ELFCLASS32 unless memory passes 4 GiB)
+    elf_class: ClassVar[int] = 2
+    #: the paging mode QEMU's monitor ``info tlb``/``info mem`` prints this arch as ("32",
+    #: "pae32", "la48", "la57"), or None where QEMU's monitor walks no such tables
+    qemu_monitor_mode: ClassVar[str | None] = None
 
     #: the names of the pte operations every arch must provide
     PTE_OPERATIONS: ClassVar[tuple[str, ...]] = (
@@ -245,9 +254,9 @@ class Arch:
         return pte | self.special_mask
 
     # whole-table forms of the pte operations ------------------------------------------------
-    # The bulk paths (pfnmap.kernel.fastpath) work on a pte table at a time, as numpy uint64 arrays in
-    # native byte order. The defaults are built once per arch from the scalar operations above
-    # by probing (pfnmap.arch.vector: a mask, or "any/all of these bits"; an operation that fits
+    # The bulk paths (pfnmap.kernel.fastpath) work on a pte table at a time, as numpy uint64 arrays
+    # in native byte order. The defaults are built once per arch from the scalar operations above by
+    # probing (pfnmap.arch.vector: a mask, or "any/all of these bits"; an operation that fits
     # neither form is called per entry), so an arch needs to override these only to be faster.
     def ptes_present(self, ptes: np.ndarray) -> np.ndarray:
         """pte_present() of each pte: a bool array."""
@@ -348,6 +357,18 @@ class Arch:
     def numpy_dtype(self, level: int) -> str:
         size = self.levels[level].entry_bytes
         return ("<" if self.byteorder == "little" else ">") + f"u{size}"
+
+    def option_defaults(self, rules: Any) -> dict[str, object]:
+        """Defaults for this arch's ``arch_options`` under an era's rules (a
+        :class:`pfnmap.kernel.rules.KernelRules`): an arch whose own kernel code changed
+        between eras says here what the era had. The options given to Machine win."""
+        return {}
+
+    def io_remap_pfn_range(self, vma: Any, addr: int, pfn: int, size: int, prot: int) -> Any:
+        """The arch's own ``io_remap_pfn_range()``, or NotImplemented for the generic one
+        (``#define io_remap_pfn_range remap_pfn_range``, every arch without I/O spaces). An arch
+        that overrides it returns 0 or raises KernelError, as remap_pfn_range does."""
+        return NotImplemented
 
     def describe(self) -> dict[str, Any]:
         return {

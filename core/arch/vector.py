@@ -277,7 +277,7 @@ class TableOps:
         return out
 
 
-#: the pte operations :class:`~pfnmap.arch.contract.Arch` offers in whole-table form (``ptes_*``)
+#: the pte operations :class:`~pfnmap.arch.Arch` offers in whole-table form (``ptes_*``)
 PTE_PREDICATES = ("pte_present", "pte_special", "pte_dirty", "pte_young")
 PTE_MAPS = ("pte_pfn", "pte_wrprotect", "pte_mkclean", "pte_mkold")
 

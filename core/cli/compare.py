@@ -3,7 +3,8 @@
 Runs one scenario of :mod:`pfnmap.scenarios` under several kernel eras and prints where the
 outcomes differ: per-pte verdicts, struct page counts, rss, print_bad_pte lines, errors, with
 each era's reason and the rules fields that made the difference. ``--list`` names the
-scenarios. Registered in :mod:`pfnmap.cli.main` by :func:`add_parser`; it runs in :mod:`pfnmap.cli.compare_run`.
+scenarios. Registered in :mod:`pfnmap.cli.main` by :func:`add_parser`; it runs in
+:mod:`pfnmap.cli.compare_run`.
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ def cmd_decode(args: argparse.Namespace, console: Console) -> int:
     hints = _hints(args)
     out = sys.stdout
     with open_image(args.image, args.base, args.image_format) as image:
-        check_elf_arch(image, arch)
+        check_elf_arch(image, arch, default_registry().arches.values())
         walker = Walker(image, arch, args.root, max_tables=args.max_tables)
         bar = _progress(args, console, image.size)
         if bar is not None:

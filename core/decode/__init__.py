@@ -33,4 +33,14 @@ _LAZY = {
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
-__all__ = sorted(_LAZY)
+__all__ = [
+    "Item",
+    "Leaf",
+    "LeafBatch",
+    "Problem",
+    "Range",
+    "Walker",
+    "leaves",
+    "ranges",
+    "summary_hint",
+]

@@ -280,15 +280,16 @@ class QemuMode:
 
 
 _U64 = (1 << 64) - 1
+#: QEMU's x86 paging modes, by the name :attr:`pfnmap.arch.Arch.qemu_monitor_mode` gives
 QEMU_MODES = {
-    "x86-2level": QemuMode("32", {0: ~((1 << 21) - 1) & 0xFFFFFFFF, 1: 0xFFFFF000}, (0, 1)),
-    "x86-pae": QemuMode("pae32", {1: ~((1 << 20) - 1) & _U64, 2: ~0xFFF & _U64}, (1, 2)),
-    "x86-64": QemuMode(
+    "32": QemuMode("32", {0: ~((1 << 21) - 1) & 0xFFFFFFFF, 1: 0xFFFFF000}, (0, 1)),
+    "pae32": QemuMode("pae32", {1: ~((1 << 20) - 1) & _U64, 2: ~0xFFF & _U64}, (1, 2)),
+    "la48": QemuMode(
         "la48",
         {1: 0x3FFFFC0000000, 2: 0x3FFFFFFE00000, 3: 0x3FFFFFFFFF000},
         (0, 1, 2, 3),
     ),
-    "x86-la57": QemuMode(
+    "la57": QemuMode(
         "la57",
         {2: 0x3FFFFC0000000, 3: 0x3FFFFFFE00000, 4: 0x3FFFFFFFFF000},
         (0, 1, 2, 3, 4),
@@ -309,11 +310,12 @@ QEMU_FLAGS = (
 
 
 def qemu_mode(arch: Arch) -> QemuMode:
-    mode = QEMU_MODES.get(arch.name)
+    mode = QEMU_MODES.get(arch.qemu_monitor_mode or "")
     if mode is None:
         raise FormatError(
-            f"qemu-tlb and qemu-mem are QEMU's x86 monitor formats ({', '.join(QEMU_MODES)}); "
-            f"{arch.name} has none (QEMU's sparc `info tlb` lists TLB entries, not tables)"
+            f"qemu-tlb and qemu-mem are QEMU's x86 monitor formats (paging modes "
+            f"{', '.join(QEMU_MODES)}); {arch.name} has none (QEMU's sparc `info tlb` lists "
+            f"TLB entries, not tables)"
         )
     return mode
 

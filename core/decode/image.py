@@ -55,15 +55,6 @@ EM_386 = 3
 EM_SPARCV9 = 43
 EM_X86_64 = 62
 
-#: e_machine and byte order of a core for each built-in arch, and the ELF class QEMU picks
-#: (an i386 guest gets ELFCLASS32 unless memory reaches above 4 GiB)
-ELF_MACHINES: dict[str, tuple[int, int, str]] = {
-    "x86-64": (EM_X86_64, ELFCLASS64, "little"),
-    "x86-la57": (EM_X86_64, ELFCLASS64, "little"),
-    "x86-2level": (EM_386, ELFCLASS32, "little"),
-    "x86-pae": (EM_386, ELFCLASS32, "little"),
-    "sparc64": (EM_SPARCV9, ELFCLASS64, "big"),
-}
 EM_NAMES = {EM_NONE: "EM_NONE", EM_386: "EM_386", EM_SPARCV9: "EM_SPARCV9", EM_X86_64: "EM_X86_64"}
 
 #: file offsets of segment data are aligned to this (so a segment starts on a host page)
@@ -488,25 +479,29 @@ def _starts_with_elf_magic(name: str) -> bool:
         return False  # open_raw reports the problem
 
 
-def check_elf_arch(image: PhysImage, arch: Arch) -> None:
-    """Refuse an ELF core whose machine type or byte order does not fit ``arch``."""
+def check_elf_arch(image: PhysImage, arch: Arch, known: Iterable[Arch] = ()) -> None:
+    """Refuse an ELF core whose machine type or byte order does not fit ``arch``
+    (:attr:`Arch.elf_machine`); ``known`` are the arches to suggest instead."""
     if image.kind != "elf":
         return
-    expected = ELF_MACHINES.get(arch.name)
     if image.elf_byteorder and image.elf_byteorder != arch.byteorder:
         raise ImageError(
             f"{image.name} is a {image.elf_byteorder}-endian core but {arch.name} is "
             f"{arch.byteorder}-endian: wrong --arch?"
         )
-    if expected is None or image.elf_machine == expected[0]:
+    if not arch.elf_machine or image.elf_machine == arch.elf_machine:
         return
-    fits = [n for n, (em, _, _) in ELF_MACHINES.items() if em == image.elf_machine]
-    have = EM_NAMES.get(image.elf_machine or 0, f"machine {image.elf_machine}")
+    fits = [a.name for a in known if a.elf_machine and a.elf_machine == image.elf_machine]
+    have = em_name(image.elf_machine or 0)
     hint = f" (use --arch {' or '.join(fits)})" if fits else ""
     raise ImageError(
         f"{image.name} is an {have} core, not one of {arch.name} "
-        f"({EM_NAMES[expected[0]]}): wrong --arch?{hint}"
+        f"({em_name(arch.elf_machine)}): wrong --arch?{hint}"
     )
+
+
+def em_name(e_machine: int) -> str:
+    return EM_NAMES.get(e_machine, f"machine {e_machine}")
 
 
 # the emulated machine as an image -------------------------------------------------------------
@@ -547,19 +542,17 @@ def write_elf_core(
     ``segments`` are ``(physical address, bytes-like)`` pairs (bytes, bytearray, memoryview,
     mmap, numpy arrays); each becomes a PT_LOAD with ``p_paddr`` set, ``p_vaddr`` 0 and
     ``p_filesz == p_memsz``, as QEMU's ``dump-guest-memory`` without paging writes them.
-    ``arch`` picks e_machine and the byte order (:data:`ELF_MACHINES`; an :class:`Arch` of
-    another plugin gets EM_NONE in its own byte order). ``elfclass`` defaults to the arch's,
-    and an i386 core with memory above 4 GiB becomes ELFCLASS64 as QEMU makes it. ``notes``
-    are ``(name, type, descriptor)`` for the PT_NOTE (always present, possibly empty).
-    Overlapping segments are refused (ValueError). The data is streamed, never copied whole.
+    ``arch`` (an :class:`Arch` or a registered arch's name) gives e_machine, the byte order
+    and the default ELF class (:attr:`Arch.elf_machine`, EM_NONE where it has none). ``elfclass``
+    defaults to the arch's, and an i386 core with memory above 4 GiB becomes ELFCLASS64 as QEMU
+    makes it. ``notes`` are ``(name, type, descriptor)`` for the PT_NOTE (always present, possibly
+    empty). Overlapping segments are refused (ValueError). The data is streamed, never copied whole.
     """
-    arch_name = arch if isinstance(arch, str) else arch.name
-    if arch_name in ELF_MACHINES:
-        e_machine, default_class, byteorder = ELF_MACHINES[arch_name]
-    elif not isinstance(arch, str):
-        e_machine, default_class, byteorder = EM_NONE, ELFCLASS64, arch.byteorder
-    else:
-        raise ValueError(f"no ELF machine type known for arch {arch_name!r}")
+    if isinstance(arch, str):
+        from pfnmap.plugins.manager import get_arch
+
+        arch = get_arch(arch)
+    e_machine, default_class, byteorder = arch.elf_machine, arch.elf_class, arch.byteorder
     segs = sorted(((int(p), memoryview(d).cast("B")) for p, d in segments), key=lambda s: s[0])
     for (pa, da), (pb, _) in itertools.pairwise(segs):
         if pb < pa + len(da):
@@ -634,12 +627,12 @@ def write_raw(path: str | os.PathLike[str], data: Any) -> int:
 
 
 __all__ = [
-    "ELF_MACHINES",
     "ImageError",
     "OutsideImage",
     "PhysImage",
     "Segment",
     "check_elf_arch",
+    "em_name",
     "machine_image",
     "open_elf",
     "open_image",

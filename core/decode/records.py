@@ -2,9 +2,9 @@
 
 :class:`LeafBatch` (a table's leaves, or a group of tables' leaves, as numpy arrays) and
 :class:`Problem` come out of :class:`~pfnmap.decode.walker.Walker`; :class:`Leaf` and :class:`Range`
-out of :func:`~pfnmap.decode.walker.leaves` and :func:`~pfnmap.decode.walker.ranges`. Everything here is
-importable from :mod:`pfnmap.decode.walker` too. :class:`ArrayPool` and the cached index arrays serve
-the grouped walk's batches.
+out of :func:`~pfnmap.decode.walker.leaves` and :func:`~pfnmap.decode.walker.ranges`. Everything
+here is importable from :mod:`pfnmap.decode.walker` too. :class:`ArrayPool` and the cached index
+arrays serve the grouped walk's batches.
 """
 
 from __future__ import annotations

@@ -97,16 +97,12 @@ def _table_chunks(arch, addr: int, end: int):
 
 
 def io_remap_pfn_range(vma: VmArea, addr: int, pfn: int, size: int, prot: int) -> int:
-    """io_remap_pfn_range(): whatever the first ``pfnmap_io_remap_pfn_range`` hook does.
-
-    The generic default is remap_pfn_range; an arch with I/O spaces (sparc64) overrides it.
-    """
-    machine = vma.vm_mm.machine
-    result = machine.hook.pfnmap_io_remap_pfn_range(
-        machine=machine, vma=vma, addr=addr, pfn=pfn, size=size, prot=prot
-    )
-    if result is None:
-        raise KernelBug("no pfnmap_io_remap_pfn_range implementation handled the call")
+    """io_remap_pfn_range(): the arch's own (:meth:`pfnmap.arch.Arch.io_remap_pfn_range`), or
+    remap_pfn_range where the arch has none, as ``#define io_remap_pfn_range remap_pfn_range``
+    does on x86. An arch with I/O spaces (sparc64) overrides it."""
+    result = vma.vm_mm.machine.arch.io_remap_pfn_range(vma, addr, pfn, size, prot)
+    if result is NotImplemented:
+        return remap_pfn_range(vma, addr, pfn, size, prot)
     return result
 
 

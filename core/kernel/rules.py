@@ -96,10 +96,6 @@ class KernelRules:
     anon_read_zero_page: bool = True
     #: what the kernel of the era called bit 0x400, for people reading flags
     pfnmap_flag_name: str = "VM_PFNMAP"
-    #: defaults for arch plugin switches that belong to the era, as (key, value) pairs; only
-    #: keys starting with the machine's arch name and "_" apply (e.g. sparc64's io_remap
-    #: follow-ups, which did not exist before the seed)
-    arch_option_defaults: tuple[tuple[str, object], ...] = ()
 
     def __post_init__(self) -> None:
         if self.vm_normal_page_rule not in VM_NORMAL_PAGE_RULES:
@@ -154,9 +150,6 @@ UNPAGED = KernelRules(
     wp_copy_from_struct_page=True,
     follow_page_pfn_valid=True,
     pfnmap_flag_name="VM_UNPAGED",
-    # arch/sparc64/mm/generic.c before "sparc: convert IO remapping to VM_PFNMAP" and before
-    # rc4's "[SPARC64]: Fix >8K I/O mappings."
-    arch_option_defaults=(("sparc64_iomap_followup", False), ("sparc64_iomap_rc4_fix", False)),
 )
 
 #: 2.6.15 final (2006-01-02): the seed plus rc4's aligned COW copy, do_no_page BUG_ON and

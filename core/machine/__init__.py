@@ -19,4 +19,4 @@ _LAZY = {
     "PteInfo": "pfnmap.machine.process",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
-__all__ = sorted(_LAZY)
+__all__ = ["Machine", "PageInfo", "Process", "PteInfo"]

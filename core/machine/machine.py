@@ -13,9 +13,9 @@ from pfnmap.kernel.files import Inode, RegularFile
 from pfnmap.kernel.mm import MmStruct
 from pfnmap.kernel.pgtable import TableAccess, pgd_alloc
 from pfnmap.kernel.physmem import IORegion, PhysMem
-from pfnmap.kernel.units import parse_size
 from pfnmap.kernel.reports import BadPteReport
 from pfnmap.kernel.rules import KernelRules, resolve_rules
+from pfnmap.kernel.units import parse_size
 from pfnmap.machine.process import Process
 
 #: where the default device (a framebuffer-like PCI BAR) sits when RAM leaves room for it
@@ -50,10 +50,12 @@ class Machine:
     0xF0000000, or just above RAM when RAM reaches that far). ``rules`` picks the kernel's
     decisions (the seed's by default); ``era`` picks them by name instead ("unpaged", "seed",
     "2.6.15", "2.6.26": :data:`pfnmap.kernel.rules.ERAS`), and ``rules`` also takes such a name.
-    ``plugin_manager`` lets a caller use its own pluggy manager, e.g. with a tracer plugin
-    registered. ``arch_options`` are switches an arch plugin documents and reads
-    (``machine.arch_options``); an era may default some of them (its ``arch_option_defaults``
-    for this arch), and the ones given here win.
+    ``plugin_manager`` lets a caller take the plugins of its own pluggy manager (the default one
+    has the built-ins and entry points); the machine copies them into a manager of its own,
+    ``machine.plugin_manager``, where an observer registered sees this machine's events only.
+    ``arch_options`` are switches an arch plugin documents and reads (``machine.arch_options``); the
+    arch may default some of them by era (:meth:`pfnmap.arch.Arch.option_defaults`), and the ones
+    given here win.
     """
 
     def __init__(
@@ -66,23 +68,20 @@ class Machine:
         arch_options: dict[str, object] | None = None,
         era: str | None = None,
     ) -> None:
-        from pfnmap.plugins.manager import build_registry, default_plugin_manager, default_registry
+        from pfnmap.plugins import manager
 
-        pm = plugin_manager or default_plugin_manager()
+        base = plugin_manager or manager.default_plugin_manager()
         if isinstance(arch, Arch):
             self.arch = arch
         else:
-            registry = default_registry() if plugin_manager is None else build_registry(pm)
-            self.arch = registry.get(arch)
-        self.hook = pm.hook
-        self.plugin_manager = pm
+            registry = manager.default_registry() if plugin_manager is None else None
+            self.arch = (registry or manager.build_registry(base)).get(arch)
+        #: this machine's own manager: ``base``'s plugins, plus what is registered on it
+        self.plugin_manager = manager.machine_plugin_manager(base)
+        self.hook = self.plugin_manager.hook
         self.rules: KernelRules = resolve_rules(rules, era)
         #: per-arch switches read by arch plugins (e.g. sparc64's io_remap_pfn_range follow-up)
-        self.arch_options: dict[str, object] = {
-            key: value
-            for key, value in self.rules.arch_option_defaults
-            if key.startswith(f"{self.arch.name}_")
-        }
+        self.arch_options: dict[str, object] = dict(self.arch.option_defaults(self.rules))
         self.arch_options.update(arch_options or {})
         ram_bytes = parse_size(ram)
         if io is None:

@@ -1,9 +1,9 @@
 """Test drivers for the scenarios: device files whose ->mmap does what drivers of the era did.
 
-They live here, not in :mod:`pfnmap.machine.devices`, because they exist to provoke the decisions the
-eras disagree on: remapping only part of a vma, remapping one vma in several discontiguous
-pieces, clearing VM_IO after remap_pfn_range, handing out the driver's own RAM pages, and
-mixing RAM and device pfns in one VM_MIXEDMAP vma.
+They live here, not in :mod:`pfnmap.machine.devices`, because they exist to provoke the decisions
+the eras disagree on: remapping only part of a vma, remapping one vma in several discontiguous
+pieces, clearing VM_IO after remap_pfn_range, handing out the driver's own RAM pages, and mixing RAM
+and device pfns in one VM_MIXEDMAP vma.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 A scenario runs on one machine and talks to an :class:`Observer`. Every kernel-visible step goes
 through :meth:`Observer.do`, which records how it ended (``ok``, an errno name, ``OOM``, a
 signal, ``livelock`` or ``BUG``), the print_bad_pte lines it caused, and the
-:class:`~pfnmap.kernel.rules.KernelRules` fields the kernel paths read meanwhile (the machine's rules
-are wrapped in a :class:`RulesTracer` for the run). The other methods record state as rows
+:class:`~pfnmap.kernel.rules.KernelRules` fields the kernel paths read meanwhile (the machine's
+rules are wrapped in a :class:`RulesTracer` for the run). The other methods record state as rows
 keyed by a label, so the same scenario under two eras yields rows that line up.
 
 Failures are outcomes, not crashes: a VM_FAULT_OOM or a signal kills the task (its exit_mmap

@@ -12,7 +12,7 @@ Options (group "pfnmap")::
     --pfnmap-plugin=MODULE      import MODULE and register it as an arch plugin first, to try
                                 a plugin that is not installed yet (repeatable)
 
-Fixtures: ``pfnmap_arch`` (an :class:`pfnmap.arch.contract.Arch`; a test that asks for it runs once per
+Fixtures: ``pfnmap_arch`` (an :class:`pfnmap.arch.Arch`; a test that asks for it runs once per
 selected arch), ``pfnmap_machine`` (a fresh machine on it, audited after the test),
 ``pfnmap_machine_factory`` (more machines, any arch or RAM size, audited the same way),
 ``pfnmap_tables`` (:class:`pfnmap.testing.tables.SyntheticTables` on it), and

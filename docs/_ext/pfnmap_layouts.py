@@ -3,9 +3,9 @@
 On ``builder-inited`` it asks :func:`pfnmap.plugins.manager.default_registry` for every arch and
 writes ``arches/generated/<name>.rst`` (plus ``summary.inc``, a table of all of them, included by
 ``arches.rst``). Nothing on those pages is typed by hand: the geometry comes from ``arch.levels``,
-the bit diagrams from ``EntryFormat.fields`` (which :func:`pfnmap.arch.contract.derive_fields` derived from
-the construct ``BitStruct``), the protection map from ``arch.protection_map``. An arch that a
-plugin adds later gets its page with no change under docs/.
+the bit diagrams from ``EntryFormat.fields`` (which :func:`pfnmap.arch.contract.derive_fields`
+derived from the construct ``BitStruct``), the protection map from ``arch.protection_map``. An arch
+that a plugin adds later gets its page with no change under docs/.
 
 Files are rewritten only when their text changes, and pages of arches that are gone are removed,
 so incremental builds stay incremental. The example plugins under ``examples/`` are imported and
