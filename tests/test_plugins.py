@@ -47,7 +47,7 @@ from pfnmap import (
 from pfnmap.arches import BUILTIN_ARCH_MODULES
 from pfnmap.arches.x86_64 import X86_64
 from pfnmap.kernel.constants import VM_IO, VM_PFNMAP, VM_RESERVED
-from pfnmap.kernel.memory import Verdict
+from pfnmap.kernel.normal_page import Verdict
 from pfnmap.kernel.pgtable import pte_offset
 from pfnmap.kernel.remap import remap_pfn_range
 from pfnmap.plugins import DISABLE_AUTOLOAD_ENV, ENTRY_POINT_GROUP, hookimpl

@@ -33,7 +33,7 @@ from pfnmap.kernel.constants import (
 )
 from pfnmap.kernel.memory import copy_page_range, tlb_finish_mmu, unmap_vmas
 from pfnmap.kernel.mm import MmStruct, VmArea
-from pfnmap.kernel.pgtable import free_pgd_range, free_table, walk_to_table
+from pfnmap.kernel.pgtable import addr_end, free_pgd_range, free_table, walk_to_table
 
 if TYPE_CHECKING:
     from pfnmap.kernel.files import OpenFile
@@ -288,7 +288,7 @@ def pte_tables(mm: MmStruct, start: int, end: int):
     last = len(arch.levels) - 1
     addr = start
     while addr < end:
-        nxt = min((addr | (span - 1)) + 1, end)
+        nxt = addr_end(addr, span, end)
         table = walk_to_table(mm, addr, alloc=False)
         if table is not None:
             yield addr, table, arch.index(last, addr), (nxt - addr) >> arch.page_shift
