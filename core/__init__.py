@@ -42,6 +42,7 @@ from pfnmap.errors import (
     SegmentationFault,
     Signal,
     UnknownArch,
+    UnknownRegion,
 )
 from pfnmap.kernel.constants import (
     MAP_ANON,
@@ -115,5 +116,6 @@ __all__ = [
     "SegmentationFault",
     "Signal",
     "UnknownArch",
+    "UnknownRegion",
     "Verdict",
 ]

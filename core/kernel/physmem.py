@@ -193,6 +193,19 @@ class PhysMem:
             self.ram[start : start + self.page_size] = bytes(self.page_size)
         return pfn
 
+    def alloc_pages(self, n: int, zero: bool = True) -> list[int]:
+        """``n`` pages from :meth:`alloc_page`, all or none: when RAM runs out part way, the
+        pages already taken are freed again before OutOfMemory is raised."""
+        pages: list[int] = []
+        try:
+            for _ in range(n):
+                pages.append(self.alloc_page(zero))
+        except OutOfMemory:
+            for pfn in pages:
+                self.put_page(pfn)
+            raise
+        return pages
+
     def get_page(self, pfn: int) -> None:
         self.count[pfn] += 1
 
