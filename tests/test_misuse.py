@@ -103,6 +103,16 @@ def test_create_file_data_must_be_bytes(machine: Machine) -> None:
     assert "/f" not in machine.inodes
 
 
+def test_machine_ram_beyond_what_pfnmap_emulates_is_einval() -> None:
+    """RAM whose struct pages would not fit the host is EINVAL up front, not a MemoryError
+    from building the page lists; a size of the wrong type is a TypeError."""
+    from pfnmap.kernel.physmem import MAX_RAM_PAGES
+
+    assert _errno_of(Machine, ram=(MAX_RAM_PAGES + 1) * 4096) == errno.EINVAL
+    with pytest.raises(TypeError):
+        Machine(ram=64.0)
+
+
 # shmem -------------------------------------------------------------------------------------
 def test_huge_shared_anonymous_mapping_is_einval_without_allocating() -> None:
     """Issue 18: MAP_SHARED|MAP_ANONYMOUS of 2**55 bytes on x86-la57 raised MemoryError (its
