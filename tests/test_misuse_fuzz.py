@@ -117,15 +117,21 @@ def _misuse_machine(arch_name: str):
         def _proc(self, data):
             return data.draw(st.sampled_from(self.procs), label="process")
 
+        @staticmethod
+        def _vmas(proc) -> list[tuple[int, int, int]] | None:
+            if proc is None:
+                return None
+            return [(v.vm_start, v.vm_end, v.vm_flags) for v in proc.mm.mmap]
+
         def _call(self, proc, fn, *args, **kwargs):
             """Call; allow only documented errors; a refused call keeps the vma list."""
-            before = [(v.vm_start, v.vm_end, v.vm_flags) for v in proc.mm.mmap] if proc else None
+            before = self._vmas(proc)
             try:
                 return fn(*args, **kwargs)
             except UnknownRegion:
                 return None
             except DOCUMENTED as exc:
-                after = [(v.vm_start, v.vm_end, v.vm_flags) for v in proc.mm.mmap] if proc else None
+                after = self._vmas(proc)
                 # munmap before a failing MAP_FIXED and mprotect's vma-by-vma walk change
                 # vmas before they fail, as in the kernel; other calls leave them alone
                 if fn.__name__ not in ("mmap", "mprotect", "fork", "exit"):
@@ -155,7 +161,9 @@ def _misuse_machine(arch_name: str):
                 if child is not None and not isinstance(child, BaseException):
                     self.procs.append(child)
             else:
-                self.procs.append(self.m.spawn("spawned"))
+                proc = self._call(None, self.m.spawn, "spawned")  # OutOfMemory: no pgd
+                if proc is not None and not isinstance(proc, BaseException):
+                    self.procs.append(proc)
 
         @rule(data=st.data())
         def exit(self, data) -> None:
