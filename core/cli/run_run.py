@@ -55,6 +55,33 @@ def play_file(sc: ScenarioFile, arch: str, era: str, ram: int) -> Run:
     return play(sc, boot_for(sc, arch, era, ram))
 
 
+def html_target(path: str) -> Path:
+    """The --html path, checked before any work: a bad one is exit 2 (one line)."""
+    from pfnmap.render.html import HtmlError, check_writable
+
+    try:
+        return check_writable(path)
+    except HtmlError as exc:
+        raise UsageError(f"argument --html: {exc}") from None
+
+
+def write_run_html(console: Console, out: Path, run: Run) -> None:
+    from pfnmap.render.html import HtmlError
+    from pfnmap.render.html import write_run_html as write
+
+    try:
+        write(out, run)
+    except HtmlError as exc:
+        raise UsageError(f"argument --html: {exc}") from None
+    console.print(f"wrote {out}")
+
+
+def write_story_html(console: Console, out: Path, name: str, arch: str, era: str, ram: int) -> None:
+    """Play the shipped scenario file ``name`` on a fresh machine and write its page."""
+    sc = load(shipped()[name])
+    write_run_html(console, out, play_file(sc, arch, era, ram))
+
+
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if args.list:
         table = Table(title="shipped scenario files", title_justify="left", header_style="bold")
@@ -72,19 +99,12 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     ram = args.ram or sc.ram
     if args.html and len(arches) > 1:
         raise UsageError("argument --html: one arch at a time (not --arch all)")
-    html_out = None
-    if args.html:
-        from pfnmap.render.html import check_writable
-
-        html_out = check_writable(args.html)
+    html_out = html_target(args.html) if args.html else None
     runs = [play_file(sc, arch, era, ram) for arch in arches]
     for run in runs:
         render_run(console, run, quiet=args.quiet)
     if html_out is not None:
-        from pfnmap.render.html import write_run_html
-
-        write_run_html(html_out, runs[0])
-        console.print(f"wrote {html_out}")
+        write_run_html(console, html_out, runs[0])
     failed = [(run, c) for run in runs for c in run.failed]
     if failed:
         lines = sorted({where(run, c.line) for run, c in failed})
