@@ -164,3 +164,25 @@ def test_script_end_in_data_is_escaped(tmp_path: Path) -> None:
     text = out.read_text()
     assert "</script><b>" not in text
     assert read_data(text)["note"] == "</script><b>"
+
+
+def test_compare_page_marks_the_differences(tmp_path: Path) -> None:
+    """sunffb on x86-64 (library docstring): the seed reports a Bad pte per pte at fork
+    (copy_one_pte), 2.6.15 none; 2.6.26's ptes carry _PAGE_SPECIAL, which the page's raw
+    values show as the one bit (besides the accessed/dirty ones) they add."""
+    out = tmp_path / "cmp.html"
+    assert main(["compare", "sunffb", "--eras", "seed,2.6.15,2.6.26", "--html", str(out)]) == 0
+    page, data = parse(out)
+    assert not page.external and data["kind"] == "compare"
+    assert data["eras"] == ["seed", "2.6.15", "2.6.26"]
+    fork = next(s for s in data["steps"] if s["name"] == "X forks")
+    bad = next(r for r in fork["rows"] if r["key"] == "Bad pte lines")
+    assert bad["differs"]
+    assert bad["cells"]["seed"]["value"] == "4" and bad["cells"]["2.6.15"]["value"] == "0"
+    assert fork["differs"] == sum(r["differs"] for r in fork["rows"]) > 0
+    special = Machine("x86-64").arch.special_mask
+    pte = next(r for r in fork["rows"] if r["key"] == "pte fb[0] (X)")
+    raw = {era: int(c["raw"], 16) for era, c in pte["cells"].items()}
+    assert raw["2.6.26"] & special and not raw["2.6.15"] & special
+    assert {r["field"] for r in data["rules_differ"]} >= {"pte_special"}
+    assert data["differences"] == sum(s["differs"] for s in data["steps"])

@@ -41,6 +41,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--all", action="store_true", help="show every observation, not only the differing ones"
     )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    parser.add_argument(
+        "--html", metavar="OUT", help="also write the eras side by side as one HTML file"
+    )
     parser.set_defaults(func=lazy_command("pfnmap.cli.compare_run", "cmd_compare"))
 
 

@@ -334,7 +334,7 @@ def play(sc: ScenarioFile, machine: Machine, snapshots: bool = True) -> Run:
     """Run ``sc`` on ``machine`` (a fresh one, booted for the file's or the user's arch/era)."""
     arch = machine.arch
     run = Run(sc, arch.name, machine.rules.name, machine.phys.ram_bytes, arch.page_size)
-    run.formats = snapshot.formats(machine)
+    run.formats = snapshot.formats(machine.arch)
     player = _Player(machine, sc)
     pm = machine.plugin_manager
     pm.register(player.rec)

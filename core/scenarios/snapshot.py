@@ -18,6 +18,7 @@ import numpy as np
 from pfnmap.kernel.memory import vm_normal_page_verdict
 
 if TYPE_CHECKING:
+    from pfnmap.arch import Arch
     from pfnmap.machine import Machine, Process
 
 #: leaves recorded per task at most (a scenario maps a few pages; a runaway one stays bounded)
@@ -189,10 +190,9 @@ def _leaf(
     return LeafView(proc.comm, va, level, raw, addr, present, pfn, verdict, reason, path)
 
 
-def formats(machine: Machine) -> dict[str, Any]:
+def formats(arch: Arch) -> dict[str, Any]:
     """The arch's entry layouts as plain data: level -> table/leaf format with its fields
     (name, shift, width), top bit first, as the construct layout lists them."""
-    arch = machine.arch
     out: dict[str, Any] = {"levels": []}
     for i, lv in enumerate(arch.levels):
         entry: dict[str, Any] = {"name": lv.name, "shift": lv.shift, "bits": lv.bits,

@@ -344,8 +344,10 @@
           eras.map((e) => {
             const c = r.cells[e];
             const diff = r.differs && (c.value !== first.value || c.detail !== first.detail);
+            const fmt = DATA.arch.levels[DATA.arch.levels.length - 1].leaf;
+            const box = c.raw && fmt ? bitbox(fmt, c.raw, first.raw && e !== eras[0] ? "0x" + (BigInt(c.raw) ^ BigInt(first.raw)).toString(16) : "0x0", false) : null;
             return el("td", { class: diff ? "diffcell" : null, "data-era": e },
-              String(c.value), c.detail ? el("div", { class: "mono muted", text: c.detail }) : null,
+              String(c.value), c.detail ? el("div", { class: "mono muted", text: c.detail }) : null, box,
               c.why ? el("div", { class: "muted", text: c.why }) : null);
           }),
           el("td", { class: "mono muted", text: r.fields.join(" ") }));
