@@ -186,3 +186,35 @@ def test_compare_page_marks_the_differences(tmp_path: Path) -> None:
     assert raw["2.6.26"] & special and not raw["2.6.15"] & special
     assert {r["field"] for r in data["rules_differ"]} >= {"pte_special"}
     assert data["differences"] == sum(s["differs"] for s in data["steps"])
+
+
+QEMU = Path(__file__).parent / "fixtures" / "qemu"
+
+
+def test_decode_page_holds_every_leaf(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The page of a real-kernel dump (QEMU x86-pae fixture) lists the same leaves, in the same
+    order with the same PA and entry, as `pfnmap decode --format jsonl` prints; the summary
+    counts them."""
+    import json
+    import lzma
+
+    meta = json.loads((QEMU / "x86-pae" / "meta.json").read_text())
+    core = tmp_path / "pt.elf"
+    core.write_bytes(lzma.decompress((QEMU / "x86-pae" / meta["core"]).read_bytes()))
+    out = tmp_path / "dump.html"
+    argv = ["decode", str(core), "--arch", meta["arch"], "--root", meta["root"]]
+    assert main([*argv, "--format", "jsonl", "--html", str(out)]) == 0
+    stdout, err = capsys.readouterr()
+    assert f"wrote {out}" in err
+    records = [json.loads(line) for line in stdout.splitlines()]
+    want = [r for r in records if r["record"] == "leaf"]
+    page, data = parse(out)
+    assert not page.external and data["kind"] == "decode"
+    got = data["leaves"]
+    assert len(got["va"]) == len(want) == data["summary"]["leaves"]
+    assert [int(v, 16) for v in got["va"]] == [int(r["va"], 16) for r in want]
+    assert [int(v, 16) for v in got["pa"]] == [int(r["pa"], 16) for r in want]
+    assert [int(v, 16) for v in got["raw"]] == [int(r["raw"], 16) for r in want]
+    assert [data["sizes"][i] for i in got["size"]] == [r["size"] for r in want]
+    assert [data["flags"][i] for i in got["flags"]] == [r["flags"] for r in want]
+    assert data["summary"]["complete"] is True and not data["truncated"]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from pfnmap.cli.main import UsageError, arch_names, ram_size
 from pfnmap.errors import PfnmapError
 from pfnmap.kernel.units import format_size, parse_size
+from pfnmap.render.paths import html_path
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -48,6 +49,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     demo.add_argument(
         "--html",
         metavar="OUT",
+        type=html_path,
         help="also write the story as one self-contained HTML file: page-table trees, pte bit "
         "boxes and verdicts step by step (the steps of the shipped scenario file `demo`)",
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 
 from pfnmap.cli.main import lazy_command, ram_size
+from pfnmap.render.paths import html_path
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -37,7 +38,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--ram", type=ram_size, metavar="SIZE", help="emulated RAM instead of the file's"
     )
     parser.add_argument(
-        "--html", metavar="OUT", help="also write the run as one self-contained HTML file"
+        "--html",
+        metavar="OUT",
+        type=html_path,
+        help="also write the run as one self-contained HTML file",
     )
     parser.add_argument(
         "--quiet", "-q", action="store_true", help="print only the expectations and the result"

@@ -19,6 +19,7 @@ import jinja2
 
 from pfnmap import __version__
 from pfnmap.errors import PfnmapError
+from pfnmap.render import paths
 
 #: the format of the JSON block (a page says which it holds, tests and tools read it)
 DATA_VERSION = 1
@@ -30,17 +31,10 @@ class HtmlError(PfnmapError):
 
 def check_writable(path: str | os.PathLike[str]) -> Path:
     """``path`` as a Path if a file can be written there; HtmlError (one line) if not."""
-    out = Path(path)
-    if out.is_dir():
-        raise HtmlError(f"{out} is a directory")
-    folder = out.parent if str(out.parent) else Path(".")
-    if not folder.is_dir():
-        raise HtmlError(f"cannot write {out}: no directory {folder}")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise HtmlError(f"cannot write {out}: {folder} is not writable")
-    if out.exists() and not os.access(out, os.W_OK):
-        raise HtmlError(f"cannot write {out}: permission denied")
-    return out
+    try:
+        return paths.check_writable(path)
+    except paths.OutputPathError as exc:
+        raise HtmlError(str(exc)) from None
 
 
 _env: jinja2.Environment | None = None
@@ -76,7 +70,7 @@ def write_html(path: str | os.PathLike[str], kind: str, title: str, data: dict[s
     """Render and write the page to ``path`` atomically; returns the path."""
     out = check_writable(path)
     text = render(kind, title, data)
-    folder = out.parent if str(out.parent) else Path(".")
+    folder = out.parent
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=folder)
     except OSError as exc:

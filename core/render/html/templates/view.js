@@ -380,7 +380,7 @@
     const s = d.summary;
     view.append(el("section", { id: "summary" }, el("h2", { text: "summary" }),
       el("table", { class: "grid" }, Object.entries(s).map(([k, v]) => el("tr", {}, el("th", { text: k }), el("td", { class: "mono", text: String(v) }))))));
-    if (d.truncated) view.append(el("p", { class: "log bad", text: `the page holds the first ${n} leaves of ${s.leaves} (see --html-max-leaves)` }));
+    if (d.truncated) view.append(el("p", { class: "log bad", text: `the page holds the first ${n} leaves of ${s.leaves} (a page holds at most that many)` }));
     if (d.problems.length) {
       view.append(el("h2", { text: "problems" }), el("div", {}, d.problems.map((p) => el("div", { class: "log bad", text: p }))));
     }
@@ -412,11 +412,12 @@
       return out;
     }
 
-    function leafLine(i) {
+    function leafLine(i, idx) {
       const L = d.leaves;
       const lv = levels[L.level[i]];
       const fmt = lv.leaf;
       return el("div", { class: "leaf", "data-i": i, "data-va": L.va[i], "data-pa": L.pa[i] },
+        el("span", { class: "entry mono", text: `[${idx}]` }),
         el("span", { class: "mono", text: `VA ${L.va[i]}` }), el("span", { class: "mono", text: `PA ${L.pa[i]}` }),
         el("span", { class: "muted", text: d.size_names[L.size[i]] }), el("span", { class: "hex", text: hex(L.raw[i], lv.entry_bytes * 2) }),
         fmt ? bitbox(fmt, L.raw[i], "0x0", false) : null,
@@ -430,7 +431,7 @@
       for (let g = start; g < end; g++) {
         const [idx, a, b] = gs[g];
         if (b - a === 1 && d.leaves.level[a] === level) {
-          ul.append(el("li", {}, el("span", { class: "entry mono", text: `[${idx}] ` }), leafLine(a)));
+          ul.append(el("li", {}, leafLine(a, idx)));
           continue;
         }
         ul.append(el("li", {}, node(a, b, level + 1, `${levels[level].name}[${idx}]`)));
