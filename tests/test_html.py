@@ -218,3 +218,26 @@ def test_decode_page_holds_every_leaf(tmp_path: Path, capsys: pytest.CaptureFixt
     assert [data["sizes"][i] for i in got["size"]] == [r["size"] for r in want]
     assert [data["flags"][i] for i in got["flags"]] == [r["flags"] for r in want]
     assert data["summary"]["complete"] is True and not data["truncated"]
+
+
+def test_bitbox_svg_covers_every_bit(arch_name: str) -> None:
+    """The docs' register pictures (pfnmap.render.bitbox): each row's boxes cover its bits
+    exactly once, in the arch's field order, with each box's bit range."""
+    import xml.etree.ElementTree as ET
+
+    from pfnmap.render.bitbox import CELL, bitbox_svg
+
+    fmt = Machine(arch_name, "64M").arch.pte_format
+    fields = [(f.name, f.shift, f.width) for f in fmt.fields.values()]
+    svg = ET.fromstring(bitbox_svg(fields, fmt.width_bits, 32, title="pte"))
+    ns = "{http://www.w3.org/2000/svg}"
+    boxes = [r.attrib for r in svg.iter(f"{ns}rect")]
+    covered: dict[int, str] = {}
+    for box in boxes:
+        hi, lo = int(box["data-hi"]), int(box["data-lo"])
+        assert float(box["width"]) == (hi - lo + 1) * CELL
+        for bit in range(lo, hi + 1):
+            assert bit not in covered
+            covered[bit] = box["data-field"]
+    assert sorted(covered) == list(range(fmt.width_bits))
+    assert all(covered[b] == n for n, s, w in fields for b in range(s, s + w))

@@ -317,8 +317,15 @@
       else if (ev.key === "Home") { go(0); ev.preventDefault(); }
       else if (ev.key === "End") { go(count - 1); ev.preventDefault(); }
     });
-    const m = /step=(\d+)/.exec(location.hash);
-    go(m ? Number(m[1]) - 1 : 0);
+    const fromHash = () => {
+      const m = /step=(\d+)/.exec(location.hash);
+      return m ? Number(m[1]) - 1 : null;
+    };
+    window.addEventListener("hashchange", () => {
+      const i = fromHash();
+      if (i !== null && i !== index) go(i);
+    });
+    go(fromHash() ?? 0);
     return { index: () => index, go: go };
   }
 
