@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pfnmap.arches import DEFAULT_ARCH
 from pfnmap.errors import PfnmapError
 from pfnmap.kernel.units import parse_size
 from pfnmap.scenarios import schema
@@ -388,7 +389,7 @@ def loads(text: str, path: str = "<string>") -> ScenarioFile:
         name=top.get("name") or Path(path).stem,
         title=top.get("title", ""),
         description=top.get("description", ""),
-        arch=machine.get("arch", "x86-64"),
+        arch=machine.get("arch", DEFAULT_ARCH),
         ram=ram.eval(4096) if ram is not None else parse_size("64M"),
         era=machine.get("era", "seed"),
         devices=devices,

@@ -307,6 +307,13 @@ class _Player:
             return info.pfn
         if key == "present":
             return info.present
+        if key in ("writable", "dirty", "young"):
+            # the arch's own pte_write / pte_dirty / pte_young, whatever its bits are called
+            if not info.present or info.level != m.arch.levels[-1].name:
+                return "not a present pte"
+            test = {"writable": m.arch.pte_write, "dirty": m.arch.pte_dirty,
+                    "young": m.arch.pte_young}[key]  # fmt: skip
+            return bool(test(info.raw))
         if key == "fields":
             fields = {k: int(v) for k, v in info.fields.items()}
             missing = [k for k in want if k not in fields]

@@ -110,6 +110,9 @@ EXPECT: dict[str, str] = {
     "verdict": "str",
     "pfn": "int",
     "present": "bool",
+    "writable": "bool",
+    "dirty": "bool",
+    "young": "bool",
     "fields": "fields",
     "count": "int",
     "mapcount": "int",
@@ -128,6 +131,9 @@ CHECKS = (
     "verdict",
     "pfn",
     "present",
+    "writable",
+    "dirty",
+    "young",
     "fields",
     "count",
     "mapcount",
@@ -138,7 +144,9 @@ CHECKS = (
     "invariants",
 )
 #: checks that read the pte at ``at``
-PTE_CHECKS = ("verdict", "pfn", "present", "fields", "count", "mapcount")
+PTE_CHECKS = (
+    "verdict", "pfn", "present", "writable", "dirty", "young", "fields", "count", "mapcount"
+)  # fmt: skip
 
 #: verdict names a file may use, as vm_normal_page's decisions (pfnmap.kernel.memory.Verdict)
 #: plus "none" for an address whose walk finds no pte

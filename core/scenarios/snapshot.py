@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pfnmap.kernel.memory import vm_normal_page_verdict
+from pfnmap.kernel.normal_page import vm_normal_page_verdict
 
 if TYPE_CHECKING:
     from pfnmap.arch import Arch
