@@ -304,3 +304,30 @@ def test_expressions() -> None:
     assert parse_expr(12, False).eval(4096) == 12
     with pytest.raises(ValueError, match="takes no names"):
         parse_expr("a + 1", False)
+
+
+LIBRARY_TWINS = [n for n in shipped() if n != "demo"]
+
+
+@pytest.mark.parametrize("name", LIBRARY_TWINS)
+@pytest.mark.parametrize("era", list(ERAS))
+def test_shipped_file_agrees_with_its_library_scenario(arch_name: str, name: str, era: str) -> None:
+    """A shipped file named after a library scenario (pfnmap.scenarios.library) tells the same
+    story: each step titled with a library step's name ends the same way and makes the same
+    number of print_bad_pte lines, and the file's own expectations hold."""
+    from pfnmap.scenarios import run_scenario
+
+    sc = load(shipped()[name])
+    run = play(sc, Machine(arch_name, "64M", era=era))
+    assert run.ok, [(c.line, c.got) for c in run.failed]
+    obs = run_scenario(name, Machine(arch_name, "64M", era=era))
+    library = {s.name: s for s in obs.steps}
+    compared = 0
+    for record in run.steps:
+        twin = library.get(record.step.title)
+        if twin is None:
+            continue
+        compared += 1
+        assert record.outcome == twin.outcome, record.step.title
+        assert len(record.bad_ptes) == len(twin.bad_pte_callers), record.step.title
+    assert compared >= 4

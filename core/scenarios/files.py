@@ -325,7 +325,7 @@ class _Checker:
                 for p in value
             )
             if not ok:
-                raise wrong("a list of [page, npages, byte offset] triples")
+                raise wrong("a list of [vma page, pages, window page] triples")
             return [tuple(p) for p in value]
         if kind == "layout":
             ok = isinstance(value, list) and all(

@@ -144,7 +144,9 @@ def add_devices(machine: Machine, sc: ScenarioFile) -> None:
             machine.create_file(dev.path, a.get("data", "").encode())
         elif dev.kind == "remap":
             window = _window(machine, a.get("window", "fb0"), a.get("window_pages", 16), ram_window)
-            pieces = [Piece(*p) for p in a["pieces"]] if "pieces" in a else None
+            ps = machine.arch.page_size
+            # [vma page, pages, window page]: in pages, so one file fits every page size
+            pieces = [Piece(p, n, w * ps) for p, n, w in a["pieces"]] if "pieces" in a else None
             machine.add_inode(
                 RemapDriver(
                     machine,

@@ -10,7 +10,9 @@ those), ``vaddr`` (a mapping's name, an int, pages and sizes, joined with ``+``:
 + 0x100"``), ``paddr`` (the same with I/O region names and ``ram`` instead of mapping names),
 ``prot`` (``"r"``, ``"rw"``, ``"rwx"``, ``"none"``), ``mapflags`` (``"shared"``, ``"private"``),
 ``strlist`` (a list of strings), ``fields`` (a table of entry field names to ints or booleans),
-``pieces`` (a list of ``[page, npages, offset]``), ``layout`` (a list of ``["ram"|"io", index]``).
+``pieces`` (a list of ``[vma page, pages, window page]``: remap ``pages`` pages of the
+vma from ``vma page`` on to the window from ``window page`` on), ``layout`` (a list of
+``["ram"|"io", index]``).
 """
 
 from __future__ import annotations
