@@ -331,3 +331,43 @@ def test_shipped_file_agrees_with_its_library_scenario(arch_name: str, name: str
         assert record.outcome == twin.outcome, record.step.title
         assert len(record.bad_ptes) == len(twin.bad_pte_callers), record.step.title
     assert compared >= 4
+
+
+DOCS = Path(__file__).parent.parent / "docs"
+
+
+def test_the_docs_tutorial_runs_and_can_fail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/scenario-files.rst: the tutorial file holds; with the parent's mapcount after the
+    child's write changed to 2 (the docs' edit) it fails at that expectation's line."""
+    tutorial = DOCS / "examples" / "tutorial.toml"
+    code, out, _ = run_cli(capsys, "run", str(tutorial))
+    assert code == 0 and "all 6 expectations held" in out
+    text = tutorial.read_text()
+    lines = text.splitlines()
+    assert lines[56] == "  mapcount = 1" and lines[55] == '  task = "parent"'
+    lines[56] = "  mapcount = 2"
+    edited = write(tmp_path, "\n".join(lines) + "\n", "tutorial.toml")
+    code, out, err = run_cli(capsys, "run", str(edited))
+    assert code == 1
+    assert err.strip() == f"pfnmap: error: 1 of 6 expectations failed ({edited}:54)"
+    assert "FAIL expect mapcount = 2 at buf (parent): got mapcount = 1" in out
+
+
+def test_the_docs_name_every_key() -> None:
+    """docs/scenario-files.rst describes every key the format takes (pfnmap.scenarios.schema)."""
+    from pfnmap.scenarios import schema
+
+    doc = (DOCS / "scenario-files.rst").read_text()
+    keys = {*schema.TOP, *schema.MACHINE, *schema.STEP_COMMON, *schema.STEPS, *schema.EXPECT}
+    for args in [*schema.STEPS.values(), *schema.DEVICES.values()]:
+        keys |= set(args)
+    keys |= set(schema.DEVICES)
+    import re
+
+    def named(key: str) -> bool:  # ``key``, **key**, or a table header such as ``[[step]]``
+        return bool(re.search(rf"``[^`]*\b{key}\b[^`]*``|\*\*{key}\*\*", doc))
+
+    missing = sorted(k for k in keys if not named(k))
+    assert not missing

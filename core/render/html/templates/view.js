@@ -126,6 +126,7 @@
     const digits = arch.levels[arch.levels.length - 1].entry_bytes * 2;
     document.getElementById("subtitle").textContent = DATA.subtitle + (DATA.description ? " — " + DATA.description : "");
     let selected = null; // [task, va]
+    let fieldsOpen = false; // whether the detail's field table is unfolded
     const nav = setupNav(steps.length, (i) => render(i));
 
     function leafFmt(level) { return arch.levels[level].leaf; }
@@ -193,7 +194,14 @@
           page ? `; struct page: count ${page.count}, mapcount ${page.mapcount}, flags ${page.flags.join(",") || "-"}` : (l.pfn !== null ? "; no struct page" : ""),
           l.shared.length ? `; the same frame is mapped by ${l.shared.join(", ")}` : "",
           `; entry at 0x${hex(l.entry_addr)}`),
-        fieldTable(fmt, l.raw, l.prev, l.prev_from && l.prev_from !== t.comm ? l.prev_from + "'s before" : ""));
+        fieldsBox(fieldTable(fmt, l.raw, l.prev, l.prev_from && l.prev_from !== t.comm ? l.prev_from + "'s before" : "")));
+    }
+
+    function fieldsBox(table) {
+      const box = el("details", { class: "fields-box", open: fieldsOpen,
+        ontoggle: (ev) => { fieldsOpen = ev.target.open; } },
+        el("summary", { text: "every field of this entry" }), table);
+      return box;
     }
 
     function taskCard(step, t) {
@@ -241,7 +249,13 @@
         class: "leaf" + (l.changed !== "0x0" ? " changed" : "") + (isSel ? " selected" : ""),
         "data-va": l.va, "data-task": t.comm, "data-verdict": l.verdict || "",
         title: l.reason, tabindex: 0,
-        onclick: () => { selected = [t.comm, l.va]; render(nav.index()); },
+        onclick: (ev) => {
+          // only the selection and the detail change: the trees keep their place
+          selected = [t.comm, l.va];
+          for (const r of view.querySelectorAll(".leaf.selected")) r.classList.remove("selected");
+          ev.currentTarget.classList.add("selected");
+          drawDetail(document.getElementById("detail"), step);
+        },
       },
       el("span", { class: "entry mono", text: idx }),
       el("span", { class: "mono", text: `VA 0x${hex(l.va)}` }),
