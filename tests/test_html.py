@@ -241,3 +241,36 @@ def test_bitbox_svg_covers_every_bit(arch_name: str) -> None:
             covered[bit] = box["data-field"]
     assert sorted(covered) == list(range(fmt.width_bits))
     assert all(covered[b] == n for n, s, w in fields for b in range(s, s + w))
+
+
+def test_decode_page_is_bounded(tmp_path: Path) -> None:
+    """A page keeps at most max_leaves leaves (the first ones, in VA order) and says so; the
+    summary still counts the whole walk."""
+    import json
+    import lzma
+
+    from pfnmap.decode.image import open_image
+    from pfnmap.plugins.manager import default_registry
+    from pfnmap.render.html.decode_model import decode_data
+
+    meta = json.loads((QEMU / "x86-pae" / "meta.json").read_text())
+    core = tmp_path / "pt.elf"
+    core.write_bytes(lzma.decompress((QEMU / "x86-pae" / meta["core"]).read_bytes()))
+    arch = default_registry().get(meta["arch"])
+    with open_image(str(core), None, "auto") as image:
+        full = decode_data(image, arch, int(meta["root"], 16))
+        cut = decode_data(image, arch, int(meta["root"], 16), max_leaves=100)
+    assert cut["truncated"] and not full["truncated"]
+    assert cut["leaves"]["va"] == full["leaves"]["va"][:100]
+    assert cut["summary"]["leaves"] == full["summary"]["leaves"] > 100
+
+
+def test_compare_json_stays_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    out = tmp_path / "c.html"
+    args = ["compare", "shared_remaps", "--eras", "seed,2.6.15", "--format", "json"]
+    assert main([*args, "--html", str(out)]) == 0
+    stdout, err = capsys.readouterr()
+    assert json.loads(stdout)["scenario"] == "shared_remaps"
+    assert f"wrote {out}" in err and out.exists()
