@@ -6,4 +6,5 @@ BUILTIN_ARCH_MODULES = (
     "pfnmap.arches.x86_pae",
     "pfnmap.arches.x86_la57",
     "pfnmap.arches.sparc64",
+    "pfnmap.arches.arm64",
 )

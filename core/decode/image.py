@@ -54,8 +54,15 @@ EM_NONE = 0
 EM_386 = 3
 EM_SPARCV9 = 43
 EM_X86_64 = 62
+EM_AARCH64 = 183
 
-EM_NAMES = {EM_NONE: "EM_NONE", EM_386: "EM_386", EM_SPARCV9: "EM_SPARCV9", EM_X86_64: "EM_X86_64"}
+EM_NAMES = {
+    EM_NONE: "EM_NONE",
+    EM_386: "EM_386",
+    EM_SPARCV9: "EM_SPARCV9",
+    EM_X86_64: "EM_X86_64",
+    EM_AARCH64: "EM_AARCH64",
+}
 
 #: file offsets of segment data are aligned to this (so a segment starts on a host page)
 SEGMENT_ALIGN = 4096
