@@ -236,7 +236,7 @@ class Arm64Arch(Arch):
         self.PTE_NG = m("ng")
         self.PTE_GP = m("gp")
         self.PTE_DBM = self.PTE_WRITE = m("dbm")
-        self.PTE_CONT = m("cont")
+        self.PTE_CONT = self.contiguous_mask = m("cont")
         self.PTE_PXN = m("pxn")
         self.PTE_UXN = m("uxn")
         self.PTE_DIRTY = m("dirty")
@@ -473,9 +473,12 @@ class Arm64Arch(Arch):
         return self.pte_to_phys(entry & self._table_addr_mask)
 
     def table_entry_present(self, level: int, entry: int) -> bool:
-        """The MMU's test: PTE_VALID (Linux's pmd_present also accepts PTE_PROT_NONE, which
-        only a PROT_NONE huge pmd has; pfnmap's core makes none)."""
-        return bool(entry & self.PTE_VALID)
+        """The MMU's test: PTE_VALID, and where the granule gives the level no blocks also
+        the table bit (0b01 is reserved there: a fault, not a pointer). Linux's pmd_present
+        also accepts PTE_PROT_NONE, which only a PROT_NONE huge pmd has; pfnmap makes none."""
+        if self._block_levels[level]:
+            return bool(entry & self.PTE_VALID)
+        return entry & self.PTE_TYPE_PAGE == self.PTE_TYPE_PAGE
 
     def table_entry_leaf(self, level: int, entry: int) -> bool:
         """pmd_sect / pud_sect: type 0b01, at a level whose granule allows blocks."""
@@ -534,7 +537,9 @@ class Arm64Arch(Arch):
         sect = (prot & ~self.PTE_TABLE_BIT) | self.PTE_VALID
         return self.phys_to_pte_val(pfn << self.page_shift) | sect
 
-    # TTBR values (the decoder's roots) -----------------------------------------------------------
+    # decoder facts -----------------------------------------------------------------------------
+    root_registers = ("ttbr0", "ttbr1")
+
     def ttbr_baddr(self, ttbr: int) -> int:
         """The table address in a TTBR0_EL1/TTBR1_EL1 value: ASID (63..48) and CnP (bit 0)
         stripped; with 52-bit PAs BADDR[51:48] come from bits 5..2 (TTBR_BADDR_MASK_52)."""
@@ -542,6 +547,60 @@ class Arm64Arch(Arch):
             low = ttbr & ((1 << 48) - 1) & ~((1 << 6) - 1)
             return low | (((ttbr >> 2) & 0xF) << 48)
         return ttbr & ((1 << 48) - 1) & ~1
+
+    def ttbr_reserved(self, ttbr: int) -> int:
+        """The bits of a TTBR value that must be zero: BADDR bits below the top table's
+        alignment (its size, at least 64 bytes) and, with 52-bit PAs, bit 1."""
+        top = self.levels[0]
+        align = max(64, top.entries * top.entry_bytes)
+        if self.lpa:
+            return ((align - 1) & ~0x3F) | 0b10
+        return (align - 1) & ~1
+
+    def root_from_register(self, register: str, value: int) -> tuple[int, int]:
+        """TTBR0_EL1 roots the user half (VA 0 up), TTBR1_EL1 the kernel half, whose first
+        entry maps ``-(1 << va_bits)`` (TCR_EL1.T1SZ = 64 - VA_BITS)."""
+        if register not in self.root_registers:
+            raise ValueError(f"{self.name} has no root register {register!r} (ttbr0, ttbr1)")
+        if not 0 <= value < 1 << 64:
+            raise ValueError(f"{register} value {value:#x} is not a 64-bit register value")
+        reserved = value & self.ttbr_reserved(value)
+        if reserved:
+            raise ValueError(
+                f"{register} value {value:#x} sets reserved bits {reserved:#x} (the "
+                f"{self.levels[0].name} table must be aligned to its size)"
+            )
+        va_base = 0 if register == "ttbr0" else (1 << 64) - (1 << self.va_bits)
+        return self.ttbr_baddr(value), va_base
+
+    def contiguous_entries(self, level: int) -> int:
+        return self._cont_entries[level]
+
+    def contiguous_attr_mask(self, level: int) -> int:
+        """Every bit but the output address, the access flag and the dirty state (AP[2] under
+        DBM, and PTE_DIRTY), which the MMU and Linux's contpte code keep per entry, and the
+        contiguous bit itself (checked on its own)."""
+        fmt = self.leaf_formats[level]
+        assert fmt is not None
+        addr = self.PTE_ADDR_MASK
+        if "reserved_oa" in fmt.fields:
+            addr |= fmt.mask("reserved_oa")
+        per_entry = self.PTE_AF | self.PTE_RDONLY | self.PTE_DIRTY | self.PTE_CONT
+        return self._entry_mask & ~(addr | per_entry)
+
+    def reserved_encodings(self, level: int, raw: np.ndarray) -> tuple[np.ndarray, str] | None:
+        """Type 0b01 (a block) at level 3, or at an upper level whose granule has no blocks."""
+        if level < len(self.levels) - 1 and self._block_levels[level]:
+            return None
+        kind = raw & np.uint64(self.PTE_TYPE_PAGE)
+        bad = kind == np.uint64(self.PTE_VALID)
+        where = (
+            "a block descriptor (0b01) at level 3, where only pages (0b11) are valid"
+            if level == len(self.levels) - 1
+            else f"a block descriptor (0b01) in the {self.levels[level].name}, where the "
+            f"{self.page_size >> 10}K granule allows no blocks"
+        )
+        return bad, where + ": a translation fault"
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
