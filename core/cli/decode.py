@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 
+from pfnmap.arches import DEFAULT_ARCH
 from pfnmap.cli.main import lazy_command, ram_size
 from pfnmap.decode.catalog import DUMP_FORMATS, IMAGE_FORMATS, OUTPUT_FORMATS
 from pfnmap.kernel.rules import ERAS, SEED
@@ -39,8 +40,8 @@ def _address(text: str) -> int:
 
 
 def _root(text: str) -> int | tuple[str, int]:
-    """A table address, or ``REGISTER:VALUE`` (arm64: ``ttbr0:0x...``, ``ttbr1:0x...``): a
-    translation-table base register's value, whose other fields the arch strips."""
+    """A table address, or ``REGISTER:VALUE`` (``ttbr0:0x...``): a translation-table base
+    register's value, whose other fields the arch strips (Arch.root_from_register)."""
     register, sep, value = text.partition(":")
     if not sep:
         return _address(text)
@@ -73,9 +74,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     decode.add_argument("--arch", required=True, metavar="NAME", help="paging mode (see arches)")
     decode.add_argument(
         "--root", required=True, type=_root, metavar="ADDR",
-        help="physical address of the top-level table (CR3 without its flag bits), or a "
-        "base register's value as REGISTER:VALUE (arm64: ttbr0:0x..., ttbr1:0x...; the ASID "
-        "and CnP bits are stripped, and ttbr1 walks the kernel half)",
+        help="physical address of the top-level table (CR3 without its flag bits), or, for an "
+        "arch that names its base registers, REGISTER:VALUE (ttbr0:0x..., ttbr1:0x...): the "
+        "register's other fields (ASID, CnP) are stripped, and ttbr1 walks the kernel half",
     )  # fmt: skip
     decode.add_argument(
         "--base", type=_address, metavar="ADDR",
@@ -87,7 +88,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     decode.add_argument(
         "--format", choices=OUTPUT_FORMATS, default="table",
-        help="table (default), jsonl, csv, or QEMU's x86 monitor text: qemu-tlb, qemu-mem",
+        help="table (default), jsonl, csv, or QEMU's monitor text (info tlb, info mem): "
+        "qemu-tlb, qemu-mem",
     )  # fmt: skip
     decode.add_argument(
         "--ranges", action="store_true",
@@ -126,7 +128,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "and the decode command line, and OUT.pid<N>.vmas for --vmas.",
     )
     dump.add_argument("out", metavar="OUT", help="the image file to write")
-    dump.add_argument("--arch", default="x86-64", metavar="NAME", help="default: x86-64")
+    dump.add_argument(
+        "--arch", default=DEFAULT_ARCH, metavar="NAME", help=f"default: {DEFAULT_ARCH}"
+    )
     dump.add_argument("--format", choices=DUMP_FORMATS, default="raw", help="default: raw")
     dump.add_argument(
         "--scenario", default="story", metavar="NAME",

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pfnmap.cli.demo import DemoResult, PteRow, StepResult
-from pfnmap.kernel.memory import Verdict
+from pfnmap.kernel.normal_page import Verdict
 from pfnmap.kernel.units import format_size
 
 #: the flags remap_pfn_range adds: what this story is about
