@@ -1,12 +1,12 @@
 """Random and adversarial calls mixed into ordinary sequences (issue 18).
 
 A hypothesis state machine drives one machine of the session's arch, in a random era and with
-little RAM (so allocations fail too), through the public API: spawn, fork, exit, open, close,
-mmap, munmap, mprotect, read, write, get_user_pages, put_pages, lookup, ptes and the device
-constructors. The values mix ordinary ones with those at and past every limit: lengths of 0,
-1, a page, TASK_SIZE and beyond, -1 and ULONG_MAX; unaligned, negative and kernel-half
-addresses; unknown prot and flag bits; closed fds; exited processes; device buffers larger
-than RAM; unknown I/O regions.
+little RAM (256 to 1024 pages, so allocations fail too), through the public API: spawn, fork,
+exit, open, close, mmap, munmap, mprotect, read, write, get_user_pages, put_pages, lookup, ptes
+and the device constructors. The values mix ordinary ones with those at and past every limit:
+lengths of 0, 1, a page, TASK_SIZE and beyond, -1 and ULONG_MAX; unaligned, negative and
+kernel-half addresses; unknown prot and flag bits; closed fds; exited processes; device
+buffers larger than RAM; unknown I/O regions.
 
 Only documented outcomes are allowed (docs/errors.rst): KernelError with an errno (OutOfMemory
 included), SegmentationFault, BusError, KernelLivelock where a path would spin for ever,
@@ -52,6 +52,7 @@ from pfnmap import (
     UnknownRegion,
 )
 from pfnmap.kernel.rules import ERAS
+from pfnmap.plugins.manager import default_registry
 
 NIGHTLY = os.environ.get("HYPOTHESIS_PROFILE") == "nightly"
 SETTINGS = settings(
@@ -139,12 +140,10 @@ def _misuse_machine(arch_name: str):
                 return exc
 
         # rules ----------------------------------------------------------------------
-        @initialize(
-            era=st.sampled_from(sorted(ERAS)),
-            ram=st.sampled_from(["1M", "2M", "4M"]),
-        )
-        def boot(self, era: str, ram: str) -> None:
-            self.m = Machine(arch=arch_name, ram=ram, era=era)
+        @initialize(era=st.sampled_from(sorted(ERAS)), ram_pages=st.sampled_from([256, 512, 1024]))
+        def boot(self, era: str, ram_pages: int) -> None:
+            page_size = default_registry().get(arch_name).page_size
+            self.m = Machine(arch=arch_name, ram=ram_pages * page_size, era=era)
             self.m.create_file("/file", bytes(range(256)) * 20)
             self.procs.append(self.m.spawn("init"))
 
