@@ -24,12 +24,16 @@ from pfnmap.errors import PluginError, PluginWarning, UnknownArch
 from pfnmap.plugins import DISABLE_AUTOLOAD_ENV, ENTRY_POINT_GROUP, PROJECT_NAME, hookspecs
 from pfnmap.plugins.validation import validate_arch
 
+#: the built-in image formats (raw, ELF, kdump, LiME), a plugin module of the decoder's; named
+#: here as a string so that it is imported when a manager is made, not when this module is
+BUILTIN_IMAGE_FORMAT_MODULES = ("pfnmap.decode.images.builtin",)
+
 
 def make_plugin_manager(autoload: bool | None = None) -> pluggy.PluginManager:
     """Create a manager with the hookspecs, the built-ins and (unless disabled) entry points."""
     pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
-    for modname in BUILTIN_ARCH_MODULES:
+    for modname in BUILTIN_ARCH_MODULES + BUILTIN_IMAGE_FORMAT_MODULES:
         pm.register(importlib.import_module(modname), name=modname)
     if autoload is None:
         autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)

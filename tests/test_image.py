@@ -299,3 +299,99 @@ def test_table_straddling_two_segments_is_copied_together(tmp_path: Path) -> Non
         arr = img.table(PAGE // 2, 512, "<u8")
         assert arr.tobytes() == a[PAGE // 2 :] + b[: PAGE // 2]
         assert np.array_equal(arr, np.frombuffer(a[PAGE // 2 :] + b[: PAGE // 2], "<u8"))
+
+
+# PN_XNUM, sniffing, LiME -------------------------------------------------------------------------
+def _pn_xnum_core(path: Path, sh_info: int, phentsize: int = 56) -> None:
+    """An ELF64 core whose e_phnum is PN_XNUM, with section header 0 holding ``sh_info``."""
+    write_elf_core(path, [(0, bytes(PAGE))])
+    raw = bytearray(path.read_bytes())
+    shoff = len(raw)
+    raw += struct.pack("<IIQQQQIIQQ", 0, 0, 0, 0, 0, 0, 0, sh_info, 0, 0)  # Elf64_Shdr
+    struct.pack_into("<Q", raw, 40, shoff)  # e_shoff
+    struct.pack_into("<HHHH", raw, 54, phentsize, 0xFFFF, 64, 1)  # phentsize, phnum, shentsize..
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize(
+    ("sh_info", "phentsize", "message"),
+    [
+        (0xFFFFFFFF, 56, "says 4294967295 program headers"),
+        (1 << 20, 56, "says 1048576 program headers"),
+        (0xFFFFFFFF, 0, "e_phentsize is 0"),
+    ],
+)
+def test_pn_xnum_with_an_absurd_count_is_one_line_at_once(
+    tmp_path: Path, sh_info: int, phentsize: int, message: str, capsys
+) -> None:
+    """The ELF gABI's extended numbering: e_phnum == PN_XNUM puts the count in section 0's
+    sh_info. A huge count used to make the reader walk billions of headers."""
+    from pfnmap.cli.main import main
+
+    f = tmp_path / "xnum.elf"
+    _pn_xnum_core(f, sh_info, phentsize)
+    with pytest.raises(ImageError, match=message):
+        open_image(f)
+    assert main(["decode", str(f), "--arch", "x86-64", "--root", "0"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_pn_xnum_with_a_true_count_reads(tmp_path: Path) -> None:
+    f = tmp_path / "xnum.elf"
+    _pn_xnum_core(f, 2)  # the writer's PT_NOTE and PT_LOAD
+    with open_image(f) as img:
+        assert img.ranges() == [(0, PAGE)] and img.facts.header["phnum"] == 2
+
+
+def test_auto_names_what_it_found_and_a_wrong_format_points_to_it(tmp_path: Path) -> None:
+    from pfnmap.decode.image import write_kdump, write_lime
+
+    write_kdump(tmp_path / "k", [(0, pattern(PAGE))], "x86-64", flattened=True)
+    write_lime(tmp_path / "l", [(0x2000, pattern(PAGE))])
+    write_elf_core(tmp_path / "e", [(0, pattern(PAGE))])
+    (tmp_path / "r").write_bytes(pattern(PAGE))
+    for name, kind, words in (
+        ("k", "kdump", "flattened"),
+        ("l", "lime", "LiME"),
+        ("e", "elf", "ELF64 file"),
+        ("r", "raw", "raw image"),
+    ):
+        with open_image(tmp_path / name) as img:
+            assert img.kind == kind
+            assert words in img.sniffed
+    wrong = r"not an ELF file.*looks like a kdump.*--image-format kdump"
+    with pytest.raises(ImageError, match=wrong):
+        open_image(tmp_path / "k", kind="elf")
+    with pytest.raises(ImageError, match="unknown image format 'qcow2'"):
+        open_image(tmp_path / "k", kind="qcow2")
+    with pytest.raises(ImageError, match="--base is for raw images"):
+        open_image(tmp_path / "l", base=0x1000)
+
+
+def test_lime_ranges_read_in_place(tmp_path: Path) -> None:
+    from pfnmap.decode.image import write_lime
+
+    segs = [(0x1000, pattern(2 * PAGE, 1)), (0x100000, pattern(PAGE, 2))]
+    write_lime(tmp_path / "l", segs)
+    with open_image(tmp_path / "l") as img:
+        assert img.ranges() == [(0x1000, 0x3000), (0x100000, 0x101000)]
+        assert img.read(0x1000, 2 * PAGE) == segs[0][1]
+        assert img.table(0x100000, 512, "<u8").tobytes() == segs[1][1]
+    raw = (tmp_path / "l").read_bytes()
+    (tmp_path / "cut").write_bytes(raw[:-100])
+    with open_image(tmp_path / "cut") as img:
+        assert any("cut off" in w for w in img.facts.warnings)
+        with pytest.raises(OutsideImage) as exc:
+            img.read(0x100000, PAGE)
+        assert exc.value.kind == "truncated"
+    bad = bytearray(raw)
+    bad[2 * PAGE + 32 : 2 * PAGE + 36] = b"XXXX"  # the second header's magic
+    (tmp_path / "bad").write_bytes(bytes(bad))
+    with pytest.raises(ImageError, match="no LiME range header at file offset 0x2020"):
+        open_image(tmp_path / "bad")
+    backwards = bytearray(raw)
+    struct.pack_into("<QQ", backwards, 8, 0x5000, 0x1000)
+    (tmp_path / "back").write_bytes(bytes(backwards))
+    with pytest.raises(ImageError, match="ends"):
+        open_image(tmp_path / "back")

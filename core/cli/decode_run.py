@@ -27,7 +27,8 @@ from pfnmap.decode.formats import (
     write_table,
 )
 from pfnmap.decode.hints import HintError, Hints, parse_ram_ranges, read_vmas_file
-from pfnmap.decode.image import check_elf_arch, open_image
+from pfnmap.decode.image import UnknownImageFormat
+from pfnmap.decode.target import Target, TargetError, resolve_target
 from pfnmap.decode.walker import Problem, Walker, summary_hint
 from pfnmap.errors import KernelError, UnknownArch
 from pfnmap.kernel.rules import rules_for
@@ -94,17 +95,21 @@ def _progress(args: argparse.Namespace, console: Console, image_size: int) -> Pr
 
 
 def cmd_decode(args: argparse.Namespace, console: Console) -> int:
-    arch = _arch(args.arch)
-    if args.format in ("qemu-tlb", "qemu-mem"):
-        try:
-            qemu_mode(arch)
-        except FormatError as exc:
-            raise UsageError(f"argument --format: {exc}") from None
+    if args.arch is not None:
+        _arch(args.arch)
     hints = _hints(args)
     out = sys.stdout
-    with open_image(args.image, args.base, args.image_format) as image:
-        check_elf_arch(image, arch, default_registry().arches.values())
-        walker = Walker(image, arch, args.root, max_tables=args.max_tables)
+    target = _target(args)
+    arch = target.arch
+    with target.image as image:
+        if args.format in ("qemu-tlb", "qemu-mem"):
+            try:
+                qemu_mode(arch)
+            except FormatError as exc:
+                raise UsageError(f"argument --format: {exc}") from None
+        if target.source:
+            print(f"{PROG}: {target.source}", file=sys.stderr)
+        walker = Walker(image, arch, target.root, max_tables=args.max_tables)
         bar = _progress(args, console, image.size)
         if bar is not None:
             task = bar.add_task("decode", total=walker.va_total, tables=0)
@@ -120,6 +125,24 @@ def cmd_decode(args: argparse.Namespace, console: Console) -> int:
             if bar is not None:
                 bar.stop()
     return 0
+
+
+def _target(args: argparse.Namespace) -> Target:
+    """The image, arch and root (pfnmap.decode.target), bad options as UsageError."""
+    try:
+        return resolve_target(
+            args.image,
+            arches=default_registry().arches,
+            arch_name=args.arch,
+            root=args.root,
+            cpu=args.cpu,
+            base=args.base,
+            image_format=args.image_format,
+        )
+    except UnknownImageFormat as exc:
+        raise UsageError(f"argument --image-format: {exc}") from None
+    except TargetError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _summary(args: argparse.Namespace, walker: Walker) -> dict:
@@ -188,7 +211,7 @@ def cmd_dump(args: argparse.Namespace, console: Console) -> int:
         raise UsageError(
             f"argument --ram: {format_size(args.ram)} on {arch.name}: {exc.detail or exc}"
         ) from None
-    info = dump_machine(machine, args.out, args.format)
+    info = dump_machine(machine, args.out, args.format, compression=args.compression)
     console.print(
         Text(
             f"wrote {args.out} ({info['format']}, {format_size(machine.phys.ram_bytes)} of "
