@@ -188,3 +188,59 @@ def _sub_header(e: str, word_bits: int, version: int) -> struct.Struct:
     long_code = "Q" if word_bits == 64 else "I"
     del version  # the whole struct is written; a field a version lacks stays 0
     return struct.Struct(e + "".join(c.replace("L", long_code) for _, c, _ in SUB_HEADER))
+
+
+def refilter_kdump(
+    source: str | os.PathLike[str],
+    path: str | os.PathLike[str],
+    keep: Callable[[int], bool],
+    *,
+    flattened: bool = True,
+) -> int:
+    """Copy the kdump-compressed file ``source`` (plain or flattened) to ``path`` keeping only
+    the dumped pages whose pfn ``keep`` accepts, as makedumpfile does when it filters a dump
+    again at a higher dump level: the header and sub header blocks (notes and VMCOREINFO
+    included) are copied byte for byte, the RAM bitmap stays, the dumped bitmap loses the
+    other pages, and each kept page keeps its descriptor and its stored (compressed) bytes.
+    Returns the new file's size."""
+    from pfnmap.decode.images.kdump import open_kdump
+
+    with open_kdump(source) as img:
+        src = img.kdump  # type: ignore[attr-defined]
+        bs = src.block_size
+        e = src.e
+        view = src.view
+        head = view.read(0, (1 + src.header["sub_hdr_size"]) * bs)
+        if not src.partial:
+            raise ValueError(f"{source}: one bitmap only; nothing to filter against")
+        bitmap_bytes = src.header["bitmap_blocks"] * bs // 2
+        start = (1 + src.header["sub_hdr_size"]) * bs
+        valid = view.read(start, bitmap_bytes)
+        kept = [
+            pfn
+            for a, b in (src.runs(src.dumped, 1 << 30) or [])
+            for pfn in range(a, b)
+            if keep(pfn)
+        ]
+        dumped = np.zeros(bitmap_bytes, dtype=np.uint8)
+        for pfn in kept:
+            dumped[pfn >> 3] |= 1 << (pfn & 7)
+        desc_off = start + 2 * bitmap_bytes
+        pos = desc_off + len(kept) * PAGE_DESC_SIZE
+        descs = bytearray()
+        data = bytearray()
+        for pfn in kept:
+            at = src.desc_offset + src.rank(pfn) * PAGE_DESC_SIZE
+            offset, size, flags, page_flags = struct.unpack(f"{e}qIIQ", view.read(at, 24))
+            descs += struct.pack(f"{e}qIIQ", pos + len(data), size, flags, page_flags)
+            data += view.read(offset, size)
+    with open(path, "wb") as f:
+        out: Any = FlatWriter(f) if flattened else PlainWriter(f)
+        out.write_at(0, head)
+        out.write_at(start, valid)
+        out.write_at(start + bitmap_bytes, dumped.tobytes())
+        out.write_at(desc_off, bytes(descs))
+        out.write_at(pos, bytes(data))
+        out.close()
+        f.seek(0, os.SEEK_END)
+        return f.tell()
