@@ -369,29 +369,54 @@ def test_auto_names_what_it_found_and_a_wrong_format_points_to_it(tmp_path: Path
         open_image(tmp_path / "l", base=0x1000)
 
 
-def test_lime_ranges_read_in_place(tmp_path: Path) -> None:
-    from pfnmap.decode.image import write_lime
+def test_a_plugin_adds_an_image_format_and_auto_finds_it(tmp_path: Path, capsys) -> None:
+    """The pfnmap_image_formats hook: a plugin's format is listed after the built-ins, sniffed
+    by auto, opened by name, and refused when it takes a built-in's name."""
+    import warnings
 
-    segs = [(0x1000, pattern(2 * PAGE, 1)), (0x100000, pattern(PAGE, 2))]
-    write_lime(tmp_path / "l", segs)
-    with open_image(tmp_path / "l") as img:
-        assert img.ranges() == [(0x1000, 0x3000), (0x100000, 0x101000)]
-        assert img.read(0x1000, 2 * PAGE) == segs[0][1]
-        assert img.table(0x100000, 512, "<u8").tobytes() == segs[1][1]
-    raw = (tmp_path / "l").read_bytes()
-    (tmp_path / "cut").write_bytes(raw[:-100])
-    with open_image(tmp_path / "cut") as img:
-        assert any("cut off" in w for w in img.facts.warnings)
-        with pytest.raises(OutsideImage) as exc:
-            img.read(0x100000, PAGE)
-        assert exc.value.kind == "truncated"
-    bad = bytearray(raw)
-    bad[2 * PAGE + 32 : 2 * PAGE + 36] = b"XXXX"  # the second header's magic
-    (tmp_path / "bad").write_bytes(bytes(bad))
-    with pytest.raises(ImageError, match="no LiME range header at file offset 0x2020"):
-        open_image(tmp_path / "bad")
-    backwards = bytearray(raw)
-    struct.pack_into("<QQ", backwards, 8, 0x5000, 0x1000)
-    (tmp_path / "back").write_bytes(bytes(backwards))
-    with pytest.raises(ImageError, match="ends"):
-        open_image(tmp_path / "back")
+    from pfnmap.cli.main import main
+    from pfnmap.decode.image import image_formats
+    from pfnmap.decode.images.registry import ImageFormat
+    from pfnmap.errors import PluginWarning
+    from pfnmap.plugins import hookimpl
+    from pfnmap.plugins.manager import default_plugin_manager, make_plugin_manager
+
+    def open_pad(path):
+        data = Path(path).read_bytes()[16:]
+        return PhysImage([Segment(0x2000, len(data))], data, str(path), "pad")
+
+    def sniff_pad(head: bytes) -> str | None:
+        return "PAD" if head[:4] == b"PAD!" else None
+
+    class PadPlugin:
+        @hookimpl
+        def pfnmap_image_formats(self):
+            return [
+                ImageFormat(
+                    "pad", "PAD image", open_pad, lambda h: "PAD" if h[:4] == b"PAD!" else None
+                ),
+                ImageFormat("raw", "a second raw", open_pad),
+            ]
+
+    pm = make_plugin_manager(autoload=False)
+    pm.register(PadPlugin(), name="pad-plugin")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        formats = image_formats(pm)
+    assert list(formats) == ["kdump", "lime", "elf", "pad", "raw"]
+    assert formats["raw"].description.startswith("raw image")  # the built-in kept its name
+    assert any(issubclass(w.category, PluginWarning) and "already provided" in str(w.message)
+               for w in caught)  # fmt: skip
+    f = tmp_path / "img.pad"
+    f.write_bytes(b"PAD!" + bytes(12) + pattern(PAGE))
+    with open_image(f, formats=formats) as img:
+        assert img.kind == "pad" and img.read(0x2000, PAGE) == pattern(PAGE)
+    # and through the command line, with the plugin on the default manager
+    default = default_plugin_manager()
+    default.register(PadPlugin(), name="pad-plugin")
+    try:
+        assert main(["info", str(f), "--json"]) == 0
+        out = capsys.readouterr().out
+        assert '"format": "pad"' in out and '"sniffed": "PAD"' in out
+    finally:
+        default.unregister(name="pad-plugin")

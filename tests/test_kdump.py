@@ -114,7 +114,20 @@ def test_makedumpfile_rebuilds_the_flattened_file_into_the_plain_one(tmp_path: P
             check=True,
             capture_output=True,
         )
-    assert (tmp_path / "rebuilt").read_bytes() == (tmp_path / "plain").read_bytes()
+    rebuilt = (tmp_path / "rebuilt").read_bytes()
+    assert rebuilt == (tmp_path / "plain").read_bytes()
+    # and pfnmap's reading of the stream, holes (zeros) included, is what -R rebuilt
+    from pfnmap.decode.images.base import map_file
+    from pfnmap.decode.images.flat import FlatView
+
+    f, mapping, size = map_file(tmp_path / "flat")
+    try:
+        view = FlatView(mapping, size, "flat")
+        assert view.size == len(rebuilt) and view.read(0, view.size) == rebuilt
+        assert view.read(500, 8000) == rebuilt[500:8500]  # across the sub header's hole
+    finally:
+        mapping.close()
+        f.close()
 
 
 def test_zero_pages_share_one_copy_and_excluded_ones_are_not_dumped(tmp_path: Path) -> None:

@@ -126,20 +126,18 @@ class FlatView:
             raise ViewEnd(offset, size, self.size)
         out = bytearray()
         pos, end = offset, offset + size
-        i = bisect.bisect_right(self._start_list, pos) - 1
         while pos < end:
+            # the last piece that starts at or before pos
+            i = bisect.bisect_right(self._start_list, pos) - 1
             if i >= 0 and pos < self._ends[i]:
                 take = min(end, int(self._ends[i])) - pos
                 src = int(self._stream[i]) + pos - int(self._starts[i])
                 out += self.buffer[src : src + take]
-                pos += take
-                i += 1
-                continue
-            nxt = self._start_list[i + 1] if i + 1 < len(self._start_list) else end
-            gap = min(end, nxt) - pos
-            out += bytes(gap)  # a hole: -R would leave zeros there
-            pos += gap
-            i += 1
+            else:
+                nxt = self._start_list[i + 1] if i + 1 < len(self._start_list) else end
+                take = min(end, nxt) - pos
+                out += bytes(take)  # a hole: -R would leave zeros there
+            pos += take
         return bytes(out)
 
     def array(self, offset: int, size: int) -> np.ndarray:
