@@ -141,6 +141,7 @@ class X86Arch(Arch):
     long_mode: ClassVar[bool] = True
     #: the bits of CR3 that hold the top table's address in this mode
     cr3_root_mask: ClassVar[int] = 0x000F_FFFF_FFFF_F000
+    elf_prstatus_size = 336  # x86-64: 112 bytes of header, 27 64-bit registers, fpvalid
     #: the VMCOREINFO symbols of the kernel's top table, newest name first
     vmcoreinfo_roots: ClassVar[tuple[str, ...]] = (
         "SYMBOL(init_top_pgt)",  # 4.13 and later
@@ -407,7 +408,8 @@ class I386Arch(X86Arch):
     pgprot_shared_nx = False  # i386 PAGE_SHARED and PAGE_SHARED_EXEC are the same value
     long_mode = False
     uname_machine = "i686"
-    uname_aliases = ("i386", "i486", "i586")
+    uname_aliases = ("i386", "i486", "i586", "x86_64")
+    elf_prstatus_size = 144  # 72 bytes of header, 17 32-bit registers, fpvalid
     vmcoreinfo_roots = ("SYMBOL(swapper_pg_dir)",)
 
     def _vmcoreinfo_selects(self, vmcoreinfo: dict[str, str]) -> bool:

@@ -166,3 +166,19 @@ def test_damaged_notes_are_a_warning_not_an_error(tmp_path: Path) -> None:
     write_kdump(path, [(0, bytes(1 << 16))], "x86-64", notes=short)
     with open_image(path) as img, pytest.raises(TargetError):
         choose_target(img, REGISTRY.arches.values(), None, None, None)
+
+
+def test_a_64_bit_kdump_of_a_32_bit_guest_is_told_by_its_prstatus(tmp_path: Path) -> None:
+    """What an x86-64 QEMU writes for a PAE guest: a 64-bit kdump header with utsname.machine
+    x86_64 (QEMU's ELF_MACHINE_UNAME), and per CPU the 144-byte i386 NT_PRSTATUS (QEMU's
+    x86_elf_prstatus, chosen because the CPU is not in long mode) next to the QEMU note."""
+    path = tmp_path / "vmcore"
+    notes = elf_note("CORE", 1, bytes(144)) + elf_note(
+        "QEMU", 0, qemu_cpu_note({"cr0": PG, "cr4": PAE | 0x690, "cr3": 0x3000})
+    )
+    write_kdump(path, [(0, bytes(1 << 16))], "x86-64", notes=notes)
+    with open_image(path) as img:
+        assert img.facts.word_bits == 64 and img.facts.uname_machine == "x86_64"
+        arch, root, source = choose_target(img, REGISTRY.arches.values(), None, None, None)
+    assert (arch.name, root) == ("x86-pae", 0x3000)
+    assert "EM_386 by its 144-byte NT_PRSTATUS" in source

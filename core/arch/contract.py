@@ -197,8 +197,13 @@ class Arch:
     #: what ``uname -m`` prints on this arch ("x86_64", "i686", "sparc64"): kdump headers
     #: record it (``utsname.machine``), and the dump reader matches it; "" where unknown
     uname_machine: ClassVar[str] = ""
-    #: other ``uname -m`` values of the same machine ("i386" ... "i586" next to "i686")
+    #: other ``utsname.machine`` values a dump of this mode may carry ("i386" ... "i586" next
+    #: to "i686"; "x86_64" too, which an x86-64 QEMU writes for a 32-bit guest)
     uname_aliases: ClassVar[tuple[str, ...]] = ()
+    #: the size of the kernel's ``struct elf_prstatus`` on this arch, what the NT_PRSTATUS
+    #: ("CORE") note of each CPU in its cores holds (x86-64: 336, i386: 144; QEMU writes the
+    #: same layouts), so a dump without an ELF machine (kdump) still says it; 0 where unknown
+    elf_prstatus_size: ClassVar[int] = 0
 
     #: the names of the pte operations every arch must provide
     PTE_OPERATIONS: ClassVar[tuple[str, ...]] = (

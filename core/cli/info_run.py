@@ -13,7 +13,13 @@ from rich.text import Text
 
 from pfnmap.cli.main import UsageError
 from pfnmap.decode.image import PhysImage, UnknownImageFormat, em_name, open_image
-from pfnmap.decode.target import TargetError, choose_target, cpu_states, fitting_arches
+from pfnmap.decode.target import (
+    TargetError,
+    choose_target,
+    cpu_states,
+    dump_elf_machine,
+    fitting_arches,
+)
 from pfnmap.kernel.units import format_size
 from pfnmap.plugins.manager import default_registry
 
@@ -55,13 +61,14 @@ def describe(image: PhysImage, args: argparse.Namespace) -> dict[str, Any]:
     registry = default_registry()
     states = cpu_states(image)
     arches = registry.arches.values()
+    cpu_machine, cpu_machine_text = dump_elf_machine(facts, arches)
     cpus = []
     for state in states:
         regs = state.registers
         modes = [
             f"{a.name} root {r:#x}"
             for a in fitting_arches(facts, arches)
-            if (r := a.root_from_registers(regs, facts.elf_machine, facts.word_bits)) is not None
+            if (r := a.root_from_registers(regs, cpu_machine, facts.word_bits)) is not None
         ]
         cpus.append(
             {
@@ -92,6 +99,8 @@ def describe(image: PhysImage, args: argparse.Namespace) -> dict[str, Any]:
     machine = {}
     if facts.elf_machine:
         machine["elf_machine"] = em_name(facts.elf_machine)
+    elif cpu_machine_text:
+        machine["cpu_machine"] = cpu_machine_text
     if facts.uname_machine:
         machine["uname_machine"] = facts.uname_machine
     if facts.vmcoreinfo.get("OSRELEASE"):

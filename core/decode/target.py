@@ -73,14 +73,37 @@ def resolve_target(
     return Target(image, arch, root, source)
 
 
+NT_PRSTATUS = 1
+
+
+def dump_elf_machine(facts: DumpFacts, arches: Iterable[Arch]) -> tuple[int | None, str]:
+    """The ELF machine of the dumped CPUs and how it is known: an ELF core's e_machine, or,
+    in a dump without one (kdump), the arch whose ``struct elf_prstatus`` has the size of
+    the NT_PRSTATUS notes (:attr:`pfnmap.arch.Arch.elf_prstatus_size`)."""
+    if facts.elf_machine:
+        return facts.elf_machine, em_name(facts.elf_machine)
+    sizes = {len(n.desc) for n in facts.notes if n.name == "CORE" and n.type == NT_PRSTATUS}
+    machines = {
+        a.elf_machine
+        for a in arches
+        if a.elf_prstatus_size and a.elf_prstatus_size in sizes and a.elf_machine
+    }
+    if len(machines) == 1 and len(sizes) == 1:
+        (machine,) = machines
+        return machine, f"{em_name(machine)} by its {sizes.pop()}-byte NT_PRSTATUS"
+    return None, ""
+
+
 def fitting_arches(facts: DumpFacts, arches: Iterable[Arch]) -> list[Arch]:
     """The arches the dump's machine type and byte order allow."""
+    known = list(arches)
+    machine, _ = dump_elf_machine(facts, known)
     out = []
-    for a in arches:
+    for a in known:
         if facts.byteorder and facts.byteorder != a.byteorder:
             continue
-        if facts.elf_machine:
-            if a.elf_machine != facts.elf_machine:
+        if machine:
+            if a.elf_machine != machine:
                 continue
         elif (
             facts.uname_machine
@@ -124,6 +147,7 @@ def choose_target(
     if arch is not None and root is not None:
         return arch, root, ""
     candidates = [arch] if arch is not None else fitting_arches(facts, known)
+    machine, machine_text = dump_elf_machine(facts, known)
     tried: list[str] = []
 
     # 1. the CPU's own registers
@@ -132,10 +156,10 @@ def choose_target(
         regs = state.registers
         fits = []
         for a in candidates:
-            r = a.root_from_registers(regs, facts.elf_machine, facts.word_bits)
+            r = a.root_from_registers(regs, machine, facts.word_bits)
             if r is not None:
                 fits.append((a, r))
-        shown = _registers_text(regs, facts)
+        shown = _registers_text(regs, facts, machine_text)
         more = f" ({len(states)} CPUs: --cpu N picks another)" if len(states) > 1 else ""
         if len(fits) == 1:
             a, r = fits[0]
@@ -155,7 +179,7 @@ def choose_target(
                 a.name
                 for a in fitting_arches(facts, known)
                 if a is not arch
-                and a.root_from_registers(regs, facts.elf_machine, facts.word_bits) is not None
+                and a.root_from_registers(regs, machine, facts.word_bits) is not None
             ]
             if others:
                 raise TargetError(
@@ -219,10 +243,10 @@ def _nothing(image: PhysImage) -> str:
     return f"{image.facts.format or image.kind} carries no CPU registers, pfnmap note or VMCOREINFO"
 
 
-def _registers_text(regs: dict[str, int], facts: DumpFacts) -> str:
+def _registers_text(regs: dict[str, int], facts: DumpFacts, machine: str = "") -> str:
     parts = [f"{k.upper()}={regs[k]:#x}" for k in ("cr0", "cr3", "cr4", "efer") if k in regs]
-    if facts.elf_machine:
-        parts.append(em_name(facts.elf_machine))
+    if machine:
+        parts.append(machine)
     elif facts.word_bits:
         parts.append(f"{facts.word_bits}-bit")
     return " ".join(parts)
