@@ -205,7 +205,7 @@ def story_kdump(name: str, flattened: bool, codec: str) -> tuple[bytes, list[int
     with tempfile.TemporaryDirectory() as tmp:
         f = Path(tmp) / "d"
         write_kdump(f, [(0, bytes(m.phys.ram))], m.arch, compression=codec, flattened=flattened,
-                    exclude_zero=True)  # fmt: skip
+                    drop_zero=True)  # fmt: skip
         return f.read_bytes(), [p.mm.pgd for p in m.processes.values()]
 
 

@@ -5,8 +5,11 @@
 size and byte order with VMCOREINFO and the ELF notes behind it, two bitmaps (RAM, dumped),
 one ``page_desc`` per dumped page and the pages, each compressed on its own (stored as it is
 when that does not make it smaller, and all-zero pages sharing one stored copy, as QEMU's
-dump.c does). ``exclude_zero`` leaves all-zero pages out as makedumpfile's dump level 1 does;
-``exclude`` leaves out any other pfns: those read back as "not dumped". With ``flattened``
+dump.c does; makedumpfile's dump level 1 does the same, it writes every zero page's descriptor
+pointing at one shared copy). ``exclude`` leaves pages out of the dumped bitmap, as
+makedumpfile's higher dump levels leave out cache, user and free pages, and ``drop_zero``
+leaves out the all-zero ones that way: those read back as "not dumped". ``dump_level`` is
+only recorded in the sub header. With ``flattened``
 the output is the makedumpfile ``-F`` stream (see :mod:`pfnmap.decode.images.flat`).
 """
 
@@ -46,8 +49,9 @@ def write_kdump(
     flattened: bool = False,
     notes: bytes = b"",
     vmcoreinfo: bytes = b"",
-    exclude_zero: bool = False,
+    drop_zero: bool = False,
     exclude: Callable[[int], bool] | None = None,
+    dump_level: int = 0,
     header_version: int = 6,
     release: str = "2.6.15-pfnmap",
     phys_base: int = 0,
@@ -84,7 +88,7 @@ def write_kdump(
             pfn = (p + i) // bs
             page = d[i : i + bs]
             valid[pfn >> 3] |= 1 << (pfn & 7)
-            if (exclude_zero and page == zero) or (exclude is not None and exclude(pfn)):
+            if (drop_zero and page == zero) or (exclude is not None and exclude(pfn)):
                 continue
             dumped[pfn >> 3] |= 1 << (pfn & 7)
             pages.append((pfn, page))
@@ -92,7 +96,7 @@ def write_kdump(
     flag = codecs.CODEC_FLAGS.get(compression, 0)
 
     sub = _sub_header(e, word_bits, header_version)
-    sub_fields: dict[str, int] = {"phys_base": phys_base, "dump_level": 1 if exclude_zero else 0}
+    sub_fields: dict[str, int] = {"phys_base": phys_base, "dump_level": dump_level}
     sub_fields.update(start_pfn=0, end_pfn=min(max_mapnr, (1 << word_bits) - 1))
     sub_fields.update(start_pfn_64=0, end_pfn_64=max_mapnr, max_mapnr_64=max_mapnr)
     extra = bytearray()
