@@ -59,6 +59,7 @@ def test_vmcoreinfo_decodes_the_kernels_tables_without_options(
     out, err = capsys.readouterr()
     assert f"x86-64 root {META['root']} from VMCOREINFO (Linux {META['osrelease']}" in err
     rows = [json.loads(line) for line in out.splitlines()]
-    leaves = [(int(r["va"], 16), int(r["pa"], 16), r["size"]) for r in rows if r["record"] == "leaf"]
+    leaf_rows = [r for r in rows if r["record"] == "leaf"]
+    leaves = [(int(r["va"], 16), int(r["pa"], 16), r["size"]) for r in leaf_rows]
     k = META["kernel_mapping"]
     assert leaves == [(int(k["va"], 16), int(k["pa"], 16), int(k["size"], 16))]
