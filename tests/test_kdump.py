@@ -387,3 +387,29 @@ def test_zlib_page_that_inflates_past_one_block_is_unreadable(tmp_path: Path) ->
         img.read(0, 8)
     assert exc.value.kind == UNREADABLE
     assert first > 0
+
+
+def test_info_counts_damaged_descriptors(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "d"
+    write_kdump(path, [(0, _pages(4096, 10))], "x86-64")
+    desc, _ = _layout(path)
+    with open_image(path) as img:
+        assert img.kdump.check_descriptors() == {
+            "descriptors": 10, "cut_off": 0, "past_end": 0, "bad_size": 0, "overlapping": 0,
+        }  # fmt: skip
+    _patch(path, desc + 24 + 8, struct.pack("<I", 9000))  # page 1: larger than a block
+    _patch(path, desc + 48, struct.pack("<q", 1 << 40))  # page 2: past the end
+    off0, size0 = struct.unpack_from("<qI", path.read_bytes(), desc)
+    _patch(path, desc + 96, struct.pack("<q", off0 + size0 // 2))  # page 4: inside page 0's
+    with open_image(path) as img:
+        check = img.kdump.check_descriptors()
+    assert check["past_end"] == 1 and check["bad_size"] == 1 and check["overlapping"] >= 1
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "of 10 page descriptors: 1 past end, 1 bad size, " in out and " overlapping" in out
+
+
+def test_a_dump_of_the_other_byte_order_is_refused(tmp_path: Path, capsys) -> None:
+    write_kdump(tmp_path / "d", [(0, _pages(8192, 4))], "sparc64")
+    assert main(["decode", str(tmp_path / "d"), "--arch", "x86-64", "--root", "0"]) == 1
+    assert "big-endian dump but x86-64 is little-endian" in capsys.readouterr().err

@@ -105,6 +105,14 @@ def describe(image: PhysImage, args: argparse.Namespace) -> dict[str, Any]:
         machine["uname_machine"] = facts.uname_machine
     if facts.vmcoreinfo.get("OSRELEASE"):
         machine["osrelease"] = facts.vmcoreinfo["OSRELEASE"]
+    warnings = list(facts.warnings)
+    kdump = getattr(image, "kdump", None)
+    if kdump is not None:
+        check = kdump.check_descriptors()
+        damaged = {k: v for k, v in check.items() if k != "descriptors" and v}
+        if damaged:
+            what = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in damaged.items())
+            warnings.append(f"of {check['descriptors']} page descriptors: {what}")
     return {
         "image": args.image,
         "format": image.kind,
@@ -121,7 +129,7 @@ def describe(image: PhysImage, args: argparse.Namespace) -> dict[str, Any]:
         "phys_base": None if facts.phys_base is None else f"{facts.phys_base:#x}",
         "cpus": cpus,
         "header": {k: v for k, v in facts.header.items() if isinstance(v, int | str | bool)},
-        "warnings": list(facts.warnings),
+        "warnings": warnings,
         "decode": decode,
     }
 

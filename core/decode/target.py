@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pfnmap.arch import Arch
-from pfnmap.decode.images.base import DumpFacts, PhysImage
+from pfnmap.decode.images.base import DumpFacts, ImageError, PhysImage
 from pfnmap.decode.images.elf import check_elf_arch, em_name
 from pfnmap.decode.images.notes import CpuState, pfnmap_note, qemu_cpu_states
 from pfnmap.decode.images.registry import open_image
@@ -67,6 +67,7 @@ def resolve_target(
     try:
         arch, root, source = choose_target(image, arches.values(), arch, root, cpu)
         check_elf_arch(image, arch, arches.values())
+        check_byte_order(image, arch)
     except BaseException:
         image.close()
         raise
@@ -92,6 +93,16 @@ def dump_elf_machine(facts: DumpFacts, arches: Iterable[Arch]) -> tuple[int | No
         (machine,) = machines
         return machine, f"{em_name(machine)} by its {sizes.pop()}-byte NT_PRSTATUS"
     return None, ""
+
+
+def check_byte_order(image: PhysImage, arch: Arch) -> None:
+    """Refuse a dump whose recorded byte order is not the arch's (ELF cores: check_elf_arch)."""
+    order = image.facts.byteorder
+    if image.kind != "elf" and order and order != arch.byteorder:
+        raise ImageError(
+            f"{image.name} is a {order}-endian dump but {arch.name} is {arch.byteorder}-endian: "
+            "wrong --arch?"
+        )
 
 
 def fitting_arches(facts: DumpFacts, arches: Iterable[Arch]) -> list[Arch]:

@@ -461,6 +461,40 @@ class KdumpFile:
             pos += take
         return bytes(out)
 
+    def check_descriptors(self) -> dict[str, int]:
+        """Every page descriptor at once (numpy, 24 bytes each): how many there are, how many
+        the file cuts off, point past its end, give a size above the block or of 0, or store
+        data that overlaps another page's without being the same copy (all-zero pages share
+        one). For ``pfnmap info``; decoding checks each page it reads on its own."""
+        n = self.dumped_pages
+        dt = np.dtype([("offset", self.e + "i8"), ("size", self.e + "u4"),
+                       ("flags", self.e + "u4"), ("page_flags", self.e + "u8")])  # fmt: skip
+        have = max(0, min(n, (self.view.size - self.desc_offset) // PAGE_DESC_SIZE))
+        if have == 0:
+            return {"descriptors": n, "cut_off": n, "past_end": 0, "bad_size": 0, "overlapping": 0}
+        raw = self.view.read(self.desc_offset, have * PAGE_DESC_SIZE)
+        d = np.frombuffer(raw, dtype=dt)
+        off = d["offset"].astype(np.int64)
+        size = d["size"].astype(np.int64)
+        bad_size = (size == 0) | (size > self.block_size)
+        past = ~bad_size & ((off <= 0) | (off + size > self.view.size))
+        ok = ~(bad_size | past)
+        starts, ends = off[ok], off[ok] + size[ok]
+        order = np.lexsort((ends, starts))
+        starts, ends = starts[order], ends[order]
+        distinct = np.ones(len(starts), dtype=bool)
+        distinct[1:] = (starts[1:] != starts[:-1]) | (ends[1:] != ends[:-1])
+        starts, ends = starts[distinct], ends[distinct]
+        reach = np.maximum.accumulate(ends)[:-1] if len(starts) else ends
+        overlapping = int((starts[1:] < reach).sum()) if len(starts) else 0
+        return {
+            "descriptors": n,
+            "cut_off": n - have,
+            "past_end": int(past.sum()),
+            "bad_size": int(bad_size.sum()),
+            "overlapping": overlapping,
+        }
+
     # the image ----------------------------------------------------------------------------------
     def describe(self) -> str:
         comp = codecs.FLAG_CODECS.get(self.status & codecs.ANY_COMPRESSED, "")
