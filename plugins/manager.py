@@ -19,14 +19,16 @@ from functools import lru_cache
 import pluggy
 
 from pfnmap.arch import Arch
-from pfnmap.arches import BUILTIN_ARCH_MODULES
 from pfnmap.errors import PluginError, PluginWarning, UnknownArch
-from pfnmap.plugins import DISABLE_AUTOLOAD_ENV, ENTRY_POINT_GROUP, PROJECT_NAME, hookspecs
+from pfnmap.plugins import (
+    BUILTIN_ARCH_MODULES,
+    BUILTIN_IMAGE_FORMAT_MODULES,
+    DISABLE_AUTOLOAD_ENV,
+    ENTRY_POINT_GROUP,
+    PROJECT_NAME,
+    hookspecs,
+)
 from pfnmap.plugins.validation import validate_arch
-
-#: the built-in image formats (raw, ELF, kdump, LiME), a plugin module of the decoder's; named
-#: here as a string so that it is imported when a manager is made, not when this module is
-BUILTIN_IMAGE_FORMAT_MODULES = ("pfnmap.decode.images.builtin",)
 
 
 def make_plugin_manager(autoload: bool | None = None) -> pluggy.PluginManager:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 
+from pfnmap.arches import DEFAULT_ARCH
 from pfnmap.cli.main import lazy_command, ram_size
 from pfnmap.decode.catalog import (
     DUMP_FORMATS,
@@ -55,6 +56,17 @@ def _cpu(text: str) -> int:
     return value
 
 
+def _root(text: str) -> int | tuple[str, int]:
+    """A table address, or ``REGISTER:VALUE`` (``ttbr0:0x...``): a translation-table base
+    register's value, whose other fields the arch strips (Arch.root_from_register)."""
+    register, sep, value = text.partition(":")
+    if not sep:
+        return _address(text)
+    if not register.isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r} is not ADDR or REGISTER:VALUE")
+    return register.lower(), _address(value)
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text, 0)
@@ -85,9 +97,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="paging mode (see arches; default: from the dump's CPU registers or VMCOREINFO)",
     )  # fmt: skip
     decode.add_argument(
-        "--root", type=_address, metavar="ADDR",
-        help="physical address of the top-level table (CR3 without its flag bits; default: "
-        "from the dump's CPU registers, pfnmap's note or VMCOREINFO)",
+        "--root", type=_root, metavar="ADDR",
+        help="physical address of the top-level table (CR3 without its flag bits), or, for an "
+        "arch that names its base registers, REGISTER:VALUE (ttbr0:0x..., ttbr1:0x...): the "
+        "register's other fields (ASID, CnP) are stripped, and ttbr1 walks the kernel half "
+        "(default: from the dump's CPU registers, pfnmap's note or VMCOREINFO)",
     )  # fmt: skip
     decode.add_argument(
         "--cpu", type=_cpu, metavar="N",
@@ -105,7 +119,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     decode.add_argument(
         "--format", choices=OUTPUT_FORMATS, default="table",
-        help="table (default), jsonl, csv, or QEMU's x86 monitor text: qemu-tlb, qemu-mem",
+        help="table (default), jsonl, csv, or QEMU's monitor text (info tlb, info mem): "
+        "qemu-tlb, qemu-mem",
     )  # fmt: skip
     decode.add_argument(
         "--ranges", action="store_true",
@@ -145,7 +160,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "OUT.pid<N>.vmas for --vmas.",
     )
     dump.add_argument("out", metavar="OUT", help="the image file to write")
-    dump.add_argument("--arch", default="x86-64", metavar="NAME", help="default: x86-64")
+    dump.add_argument(
+        "--arch", default=DEFAULT_ARCH, metavar="NAME", help=f"default: {DEFAULT_ARCH}"
+    )
     dump.add_argument(
         "--format", choices=DUMP_FORMATS, default="raw",
         help="raw (default), elf, kdump (makedumpfile's kdump-compressed), kdump-flat (the "

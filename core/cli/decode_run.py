@@ -94,6 +94,19 @@ def _progress(args: argparse.Namespace, console: Console, image_size: int) -> Pr
     )
 
 
+def _root(arch: Arch, root: int | tuple[str, int]) -> tuple[int, int]:
+    """(table address, VA of its first entry) from ``--root``: an address, or a register."""
+    if isinstance(root, int):
+        return root, 0
+    register, value = root
+    if not arch.root_registers:
+        raise UsageError(f"argument --root: {arch.name} has no base registers; give an address")
+    try:
+        return arch.root_from_register(register, value)
+    except ValueError as exc:
+        raise UsageError(f"argument --root: {exc}") from None
+
+
 def cmd_decode(args: argparse.Namespace, console: Console) -> int:
     if args.arch is not None:
         _arch(args.arch)
@@ -107,9 +120,10 @@ def cmd_decode(args: argparse.Namespace, console: Console) -> int:
                 qemu_mode(arch)
             except FormatError as exc:
                 raise UsageError(f"argument --format: {exc}") from None
+        root, va_base = (target.root, 0) if target.register is None else _root(arch, args.root)
         if target.source:
             print(f"{PROG}: {target.source}", file=sys.stderr)
-        walker = Walker(image, arch, target.root, max_tables=args.max_tables)
+        walker = Walker(image, arch, root, max_tables=args.max_tables, va_base=va_base)
         bar = _progress(args, console, image.size)
         if bar is not None:
             task = bar.add_task("decode", total=walker.va_total, tables=0)
@@ -129,12 +143,15 @@ def cmd_decode(args: argparse.Namespace, console: Console) -> int:
 
 def _target(args: argparse.Namespace) -> Target:
     """The image, arch and root (pfnmap.decode.target), bad options as UsageError."""
+    # a REGISTER:VALUE root needs the arch first: the dump may still say which arch it is
+    register = args.root if isinstance(args.root, tuple) else None
     try:
         return resolve_target(
             args.image,
             arches=default_registry().arches,
             arch_name=args.arch,
-            root=args.root,
+            root=args.root if register is None else 0,
+            register=register,
             cpu=args.cpu,
             base=args.base,
             image_format=args.image_format,

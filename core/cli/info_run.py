@@ -25,10 +25,22 @@ from pfnmap.plugins.manager import default_registry
 
 #: the registers shown per CPU (the ones that pick the paging mode and its root)
 CPU_REGISTERS = ("cr0", "cr3", "cr4", "efer", "rip", "rsp", "cs_selector")
-#: VMCOREINFO keys shown with their values; the others are only counted
-VMCOREINFO_SHOWN = ("OSRELEASE", "PAGESIZE", "KERNELOFFSET", "NUMBER(phys_base)",
-                    "NUMBER(pgtable_l5_enabled)", "CONFIG_X86_PAE", "SYMBOL(init_top_pgt)",
-                    "SYMBOL(swapper_pg_dir)")  # fmt: skip
+#: VMCOREINFO keys shown with their values (besides every NUMBER(...), CONFIG_... and the
+#: page-table symbols); the others are only counted
+VMCOREINFO_SHOWN = ("OSRELEASE", "PAGESIZE", "KERNELOFFSET")
+
+
+def _shown_vmcoreinfo(info: dict[str, str]) -> dict[str, str]:
+    def shown(key: str) -> bool:
+        return (
+            key in VMCOREINFO_SHOWN
+            or key.startswith(("NUMBER(", "CONFIG_"))
+            or (key.startswith("SYMBOL(") and ("pgt" in key or "pg_dir" in key))
+        )
+
+    return {k: v for k, v in info.items() if shown(k)}
+
+
 RANGES_SHOWN = 8
 
 
@@ -124,7 +136,7 @@ def describe(image: PhysImage, args: argparse.Namespace) -> dict[str, Any]:
         "dumped": _ranges(image.ranges()),
         "not_dumped": _ranges(facts.not_dumped),
         "notes": notes,
-        "vmcoreinfo": {k: facts.vmcoreinfo[k] for k in VMCOREINFO_SHOWN if k in facts.vmcoreinfo},
+        "vmcoreinfo": _shown_vmcoreinfo(facts.vmcoreinfo),
         "vmcoreinfo_keys": len(facts.vmcoreinfo),
         "phys_base": None if facts.phys_base is None else f"{facts.phys_base:#x}",
         "cpus": cpus,

@@ -48,6 +48,8 @@ class Target:
     root: int
     #: which source decided, one line ("" when --arch and --root were both given)
     source: str
+    #: a root given as (register, value), which the arch turns into a table address
+    register: tuple[str, int] | None = None
 
 
 def resolve_target(
@@ -59,6 +61,7 @@ def resolve_target(
     cpu: int | None = None,
     base: int | None = None,
     image_format: str = "auto",
+    register: tuple[str, int] | None = None,
 ) -> Target:
     """Open the image and settle the arch and root (see the module docstring). The caller
     owns the image (close it); on an error it is closed here."""
@@ -71,7 +74,7 @@ def resolve_target(
     except BaseException:
         image.close()
         raise
-    return Target(image, arch, root, source)
+    return Target(image, arch, root, source, register)
 
 
 NT_PRSTATUS = 1

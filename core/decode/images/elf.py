@@ -20,6 +20,7 @@ import struct
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from pfnmap.arches import DEFAULT_ARCH
 from pfnmap.decode.images.base import DumpFacts, ImageError, PhysImage, Segment, map_file
 from pfnmap.decode.images.notes import elf_note, parse_notes, vmcoreinfo_from_notes
 
@@ -38,12 +39,7 @@ PT_NOTE = 4
 PF_X, PF_W, PF_R = 1, 2, 4
 PN_XNUM = 0xFFFF
 EM_NONE = 0
-EM_386 = 3
-EM_SPARCV9 = 43
-EM_X86_64 = 62
 
-EM_NAMES = {EM_NONE: "EM_NONE", EM_386: "EM_386", EM_SPARCV9: "EM_SPARCV9", EM_X86_64: "EM_X86_64"}
-_EM_BY_NAME = {v: k for k, v in EM_NAMES.items()}
 #: the size of one program header, by ELF class in bits (pyelftools' ``elfclass``)
 _PHENTSIZE = {32: 32, 64: 56}
 #: note segments larger than this are not read (real ones hold a few KiB per CPU)
@@ -126,7 +122,7 @@ def _read_elf(f: Any, mapping: Any, name: str, size: int) -> tuple[list[Segment]
             )
         available = max(0, min(filesz, size - off)) if off < size else 0
         segments.append(Segment(h["p_paddr"], memsz, off, filesz, available, name=f"PT_LOAD {i}"))
-    machine = e_machine if isinstance(e_machine, int) else _EM_BY_NAME.get(e_machine, -1)
+    machine = e_machine if isinstance(e_machine, int) else _em_number(e_machine)
     byteorder = "little" if elf.little_endian else "big"
     facts = DumpFacts(
         format=f"ELF core ({'ELF64' if elf.elfclass == 64 else 'ELF32'}, {byteorder}-endian, "
@@ -187,8 +183,22 @@ def _program_header_count(elf: Any, f: Any, name: str, size: int) -> int:
     return phnum
 
 
+def _em_number(name: str) -> int:
+    """e_machine's number from pyelftools' name for it ("EM_X86_64" -> 62), -1 if unknown."""
+    from elftools.elf.enums import ENUM_E_MACHINE
+
+    value = ENUM_E_MACHINE.get(name, -1)
+    return value if isinstance(value, int) else -1
+
+
 def em_name(e_machine: int) -> str:
-    return EM_NAMES.get(e_machine, f"machine {e_machine}")
+    """ELF's name for an e_machine number (62 -> "EM_X86_64"), as pyelftools knows them."""
+    from elftools.elf.enums import ENUM_E_MACHINE
+
+    for name, value in ENUM_E_MACHINE.items():
+        if value == e_machine and name != "_default_":
+            return name
+    return f"machine {e_machine}"
 
 
 def check_elf_arch(image: PhysImage, arch: Arch, known: Iterable[Arch] = ()) -> None:
@@ -216,7 +226,7 @@ def check_elf_arch(image: PhysImage, arch: Arch, known: Iterable[Arch] = ()) -> 
 def write_elf_core(
     path: str | os.PathLike[str],
     segments: Iterable[tuple[int, Any]],
-    arch: str | Arch = "x86-64",
+    arch: str | Arch = DEFAULT_ARCH,
     *,
     notes: Iterable[tuple[str, int, bytes]] = (),
     elfclass: int | None = None,
@@ -302,9 +312,6 @@ def write_elf_core(
 
 
 __all__ = [
-    "EM_386",
-    "EM_SPARCV9",
-    "EM_X86_64",
     "check_elf_arch",
     "elf_note",
     "em_name",

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pfnmap.arches import DEFAULT_ARCH
 from pfnmap.decode.images import codecs
 from pfnmap.decode.images.flat import FlatWriter, PlainWriter
 from pfnmap.decode.images.kdump import (
@@ -43,7 +44,7 @@ COMPRESSIONS = ("zlib", "lzo", "snappy", "zstd", "none")
 def write_kdump(
     path: str | os.PathLike[str],
     segments: Iterable[tuple[int, Any]],
-    arch: str | Arch = "x86-64",
+    arch: str | Arch = DEFAULT_ARCH,
     *,
     compression: str = "zlib",
     flattened: bool = False,
