@@ -413,3 +413,36 @@ def test_a_dump_of_the_other_byte_order_is_refused(tmp_path: Path, capsys) -> No
     write_kdump(tmp_path / "d", [(0, _pages(8192, 4))], "sparc64")
     assert main(["decode", str(tmp_path / "d"), "--arch", "x86-64", "--root", "0"]) == 1
     assert "big-endian dump but x86-64 is little-endian" in capsys.readouterr().err
+
+
+def test_pages_are_decompressed_one_at_a_time_when_read(tmp_path: Path, monkeypatch) -> None:
+    """Random access: opening decompresses nothing, a read decompresses the pages it touches,
+    once (a small LRU keeps them), however large the file."""
+    from pfnmap.decode.images import codecs, kdump
+
+    calls: list[int] = []
+    real = codecs.decompressor
+
+    def counting(codec: str):
+        inner = real(codec)
+
+        def run(data: bytes, block_size: int) -> bytes:
+            calls.append(len(data))
+            return inner(data, block_size)
+
+        return run
+
+    monkeypatch.setattr(codecs, "decompressor", counting)
+    data = _pages(4096, 300)
+    write_kdump(tmp_path / "d", [(0, data)], "x86-64", flattened=True)
+    with open_image(tmp_path / "d") as img:
+        assert calls == []
+        assert img.read(200 * 4096 + 100, 16) == data[200 * 4096 + 100 : 200 * 4096 + 116]
+        assert len(calls) == 1
+        img.read(200 * 4096, 4096)
+        assert len(calls) == 1  # cached
+        img.read(10 * 4096, 3 * 4096)  # pages 10, 11, 12 (none all-zero)
+        assert len(calls) == 4
+        for pfn in range(kdump.PAGE_CACHE + 10):
+            img.read(pfn * 4096, 1)
+        assert len(img.kdump._cache) == kdump.PAGE_CACHE
