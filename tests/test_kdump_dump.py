@@ -77,3 +77,14 @@ def test_dump_compressions(tmp_path: Path, codec: str) -> None:
     with open_image(tmp_path / "d") as img:
         assert (codec in img.facts.format) == (codec != "none")
         assert img.read(0, m.phys.ram_bytes) == bytes(m.phys.ram)
+
+
+def test_html_page_of_a_kdump_decoded_without_options(tmp_path: Path, monkeypatch, capsys) -> None:
+    m = build_scenario("x86-64")
+    info = dump_machine(m, tmp_path / "d.kdump", "kdump")
+    monkeypatch.chdir(tmp_path)
+    assert main(["decode", "d.kdump", "--format", "jsonl", "--html", "d.html"]) == 0
+    err = capsys.readouterr().err
+    assert "from pfnmap dump's note" in err and "wrote" in err
+    page = (tmp_path / "d.html").read_text()
+    assert f'root":"{info["processes"][0]["root"]}"' in page  # the page's summary

@@ -29,6 +29,7 @@ from pfnmap.decode.catalog import (
     OUTPUT_FORMATS,
 )
 from pfnmap.kernel.rules import ERAS, SEED
+from pfnmap.render.paths import html_path
 
 #: images from this size up get a progress bar when stderr is a terminal
 PROGRESS_MIN_BYTES = 64 << 20
@@ -148,6 +149,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     decode.add_argument(
         "--max-tables", type=_positive, metavar="N",
         help="stop after reading N tables (default: twice what the image can hold)",
+    )  # fmt: skip
+    decode.add_argument(
+        "--html", type=html_path, metavar="OUT",
+        help="also write the tables as one self-contained HTML file (a tree to open, search "
+        "by VA or PA, the summary)",
     )  # fmt: skip
     decode.set_defaults(func=lazy_command("pfnmap.cli.decode_run", "cmd_decode"))
 

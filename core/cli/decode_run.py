@@ -138,6 +138,10 @@ def cmd_decode(args: argparse.Namespace, console: Console) -> int:
         finally:
             if bar is not None:
                 bar.stop()
+        if args.html:
+            from pfnmap.cli.decode_html import write_page
+
+            write_page(args, image, arch, hints, walker.root)
     return 0
 
 
