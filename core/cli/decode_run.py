@@ -27,7 +27,8 @@ from pfnmap.decode.formats import (
     write_table,
 )
 from pfnmap.decode.hints import HintError, Hints, parse_ram_ranges, read_vmas_file
-from pfnmap.decode.image import check_elf_arch, open_image
+from pfnmap.decode.image import UnknownImageFormat
+from pfnmap.decode.target import Target, TargetError, resolve_target
 from pfnmap.decode.walker import Problem, Walker, summary_hint
 from pfnmap.errors import KernelError, UnknownArch
 from pfnmap.kernel.rules import rules_for
@@ -107,17 +108,21 @@ def _root(arch: Arch, root: int | tuple[str, int]) -> tuple[int, int]:
 
 
 def cmd_decode(args: argparse.Namespace, console: Console) -> int:
-    arch = _arch(args.arch)
-    if args.format in ("qemu-tlb", "qemu-mem"):
-        try:
-            qemu_mode(arch)
-        except FormatError as exc:
-            raise UsageError(f"argument --format: {exc}") from None
+    if args.arch is not None:
+        _arch(args.arch)
     hints = _hints(args)
     out = sys.stdout
-    with open_image(args.image, args.base, args.image_format) as image:
-        check_elf_arch(image, arch, default_registry().arches.values())
-        root, va_base = _root(arch, args.root)
+    target = _target(args)
+    arch = target.arch
+    with target.image as image:
+        if args.format in ("qemu-tlb", "qemu-mem"):
+            try:
+                qemu_mode(arch)
+            except FormatError as exc:
+                raise UsageError(f"argument --format: {exc}") from None
+        root, va_base = (target.root, 0) if target.register is None else _root(arch, args.root)
+        if target.source:
+            print(f"{PROG}: {target.source}", file=sys.stderr)
         walker = Walker(image, arch, root, max_tables=args.max_tables, va_base=va_base)
         bar = _progress(args, console, image.size)
         if bar is not None:
@@ -136,8 +141,29 @@ def cmd_decode(args: argparse.Namespace, console: Console) -> int:
         if args.html:
             from pfnmap.cli.decode_html import write_page
 
-            write_page(args, image, arch, hints)
+            write_page(args, image, arch, hints, walker.root)
     return 0
+
+
+def _target(args: argparse.Namespace) -> Target:
+    """The image, arch and root (pfnmap.decode.target), bad options as UsageError."""
+    # a REGISTER:VALUE root needs the arch first: the dump may still say which arch it is
+    register = args.root if isinstance(args.root, tuple) else None
+    try:
+        return resolve_target(
+            args.image,
+            arches=default_registry().arches,
+            arch_name=args.arch,
+            root=args.root if register is None else 0,
+            register=register,
+            cpu=args.cpu,
+            base=args.base,
+            image_format=args.image_format,
+        )
+    except UnknownImageFormat as exc:
+        raise UsageError(f"argument --image-format: {exc}") from None
+    except TargetError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _summary(args: argparse.Namespace, walker: Walker) -> dict:
@@ -206,7 +232,7 @@ def cmd_dump(args: argparse.Namespace, console: Console) -> int:
         raise UsageError(
             f"argument --ram: {format_size(args.ram)} on {arch.name}: {exc.detail or exc}"
         ) from None
-    info = dump_machine(machine, args.out, args.format)
+    info = dump_machine(machine, args.out, args.format, compression=args.compression)
     console.print(
         Text(
             f"wrote {args.out} ({info['format']}, {format_size(machine.phys.ram_bytes)} of "
