@@ -38,7 +38,7 @@ from pfnmap.plugins.manager import default_registry
 
 ARCHES = default_registry().names()
 CODECS = ["zlib", "lzo", "snappy", "zstd", "none"]
-_CODEC_MODULES = {"lzo": "lzo", "snappy": "cramjam", "zstd": "zstandard"}
+_CODEC_MODULES = {"lzo": "lzallright", "snappy": "cramjam", "zstd": "zstandard"}
 
 
 def _need(codec: str) -> None:

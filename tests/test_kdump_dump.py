@@ -69,7 +69,7 @@ def test_kdump_decodes_with_no_options_from_pfnmaps_note(
 
 @pytest.mark.parametrize("codec", ["lzo", "snappy", "zstd", "none"])
 def test_dump_compressions(tmp_path: Path, codec: str) -> None:
-    module = {"lzo": "lzo", "snappy": "cramjam", "zstd": "zstandard"}.get(codec)
+    module = {"lzo": "lzallright", "snappy": "cramjam", "zstd": "zstandard"}.get(codec)
     if module:
         pytest.importorskip(module)
     m = build_scenario("x86-64")

@@ -23,7 +23,7 @@ DUMPS = sorted(META["commands"])
 
 def _unpack(name: str, tmp_path: Path) -> Path:
     if name.startswith("lzo"):
-        pytest.importorskip("lzo", reason="the LZO codec (python-lzo, the kdump extra)")
+        pytest.importorskip("lzallright", reason="the LZO codec (lzallright, the kdump extra)")
     out = tmp_path / name.removesuffix(".xz")
     out.write_bytes(lzma.decompress((FIXTURE / name).read_bytes()))
     return out

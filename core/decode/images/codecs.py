@@ -5,7 +5,8 @@ makedumpfile compresses each page on its own (makedumpfile.c, write_kdump_pages)
 snappy's ``snappy_compress`` (raw snappy, not the framing format) or zstd's
 ``ZSTD_compressCCtx`` (one zstd frame). A page that did not get smaller is stored as it is.
 The codecs are PyPI packages (the ``kdump`` extra): zlib is Python's own, LZO is
-``python-lzo``, snappy ``cramjam``, zstd ``zstandard``.
+``lzallright`` (LZO1X in Rust, with wheels; python-lzo needs liblzo2 to build), snappy
+``cramjam``, zstd ``zstandard``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ CODEC_FLAGS = {
 FLAG_CODECS = {flag: name for name, flag in CODEC_FLAGS.items()}
 ANY_COMPRESSED = sum(CODEC_FLAGS.values())
 #: codec -> (module to import, PyPI package that provides it)
-_PACKAGES = {"lzo": ("lzo", "python-lzo"), "snappy": ("cramjam", "cramjam"),
+_PACKAGES = {"lzo": ("lzallright", "lzallright"), "snappy": ("cramjam", "cramjam"),
              "zstd": ("zstandard", "zstandard")}  # fmt: skip
 
 
@@ -79,9 +80,12 @@ def decompressor(codec: str) -> Callable[[bytes, int], bytes]:
 
         def unlzo(data: bytes, block_size: int) -> bytes:
             try:
-                return mod.decompress(data, False, block_size)
-            except Exception as exc:  # lzo.error, and anything on damaged input
+                out = mod.LZOCompressor.decompress(data, block_size)
+            except Exception as exc:  # LZOError, and anything on damaged input
                 raise PageCorrupt(f"lzo: {exc}") from None
+            if len(out) > block_size:
+                raise PageCorrupt(f"lzo: {len(out)} bytes, more than one block")
+            return out
 
         return unlzo
     if codec == "snappy":
@@ -121,7 +125,8 @@ def compressor(codec: str) -> Callable[[bytes], bytes]:
         return lambda page: zlib.compress(page, 1)
     mod = _module(codec)
     if codec == "lzo":
-        return lambda page: mod.compress(page, 1, False)
+        lzo = mod.LZOCompressor()
+        return lambda page: lzo.compress(page)
     if codec == "snappy":
         return lambda page: bytes(mod.snappy.compress_raw(page))
     cctx = mod.ZstdCompressor(level=1)
