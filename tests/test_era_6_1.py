@@ -37,7 +37,7 @@ from pfnmap.kernel.memory import follow_page
 from pfnmap.kernel.normal_page import classify_pte, pte_verdicts, vm_normal_page_verdict
 from pfnmap.kernel.remap import remap_pfn_range, vm_insert_page
 from pfnmap.kernel.rules import ERAS, V2_6_26, V6_1, era_for_release, rules_for
-from pfnmap.scenarios import SCENARIOS, run_scenario
+from pfnmap.scenarios.compare import compare
 
 RW = PROT_READ | PROT_WRITE
 ANON = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE
@@ -68,7 +68,7 @@ def test_6_1_profile_is_2626_plus_what_came_since() -> None:
         "zero_page_special_pte",
         "bad_pte_report",
         "l1tf_protnone_inversion",
-        "vm_flag_table",
+        "vm_flag_names",
     }
     assert V6_1.remap_vm_flags == VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP
     assert V6_1.copy_forcing_flags == VM_HUGETLB | VM_PFNMAP | VM_MIXEDMAP
@@ -390,10 +390,22 @@ def test_6_1_protnone_pfn_is_inverted_and_read_back(name: str) -> None:
 
 
 # the scenario library ------------------------------------------------------------------------
-@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-def test_every_scenario_runs_under_6_1(scenario: str, arch_name: str) -> None:
-    """The scenario library plays under 6.1 on the session's arch: it ends with every task
-    exited and the invariant check (Scenario.run), or at a kernel BUG it records."""
-    obs = run_scenario(scenario, Machine(arch_name, "64M", era="6.1"))
-    assert obs.rules.name == "6.1"
-    assert obs.rows
+def test_zero_page_scenario_across_eras(arch_name: str) -> None:
+    """``pfnmap compare zero_page``: the seed maps the refcounted ZERO_PAGE (file_rss 2),
+    2.6.26 gives each read its own page (2.6.24), 6.1 maps the uncounted special zero page
+    (do_anonymous_page of 2.6.32 on; the verdict names it)."""
+    result = compare("zero_page", ["seed", "2.6.26", "6.1"], arch_name)
+    rows = {(r.step, r.key): r for r in result.rows}
+    pte = rows[("read both pages", "pte anon[0] (reader)")].cells
+    assert [pte[e].value for e in ("seed", "2.6.26", "6.1")] == [
+        "normal page",
+        "normal page",
+        "zero page",
+    ]
+    rss = rows[("read both pages", "rss (reader)")].cells
+    assert [rss[e].value for e in ("seed", "2.6.26", "6.1")] == [
+        "file 2 anon 0",
+        "file 0 anon 2",
+        "file 0 anon 0",
+    ]
+    assert "zero_page_special_pte" in rows[("read both pages", "rss (reader)")].fields

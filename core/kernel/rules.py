@@ -59,6 +59,8 @@ VM_NORMAL_PAGE_RULES = ("vm_pgoff", "page_is_anon")
 BAD_PFN_TESTS = ("pfn_valid", "highest_memmap_pfn")
 #: the values of :attr:`KernelRules.bad_pte_report`
 BAD_PTE_REPORTS = ("2.6.15", "6.1")
+#: the values of :attr:`KernelRules.vm_flag_names`: bit -> name tables of include/linux/mm.h
+VM_FLAG_TABLES: dict[str, dict[int, str]] = {"2.6.15": VM_FLAG_NAMES, "6.1": VM_FLAG_NAMES_6_1}
 
 
 @dataclass(frozen=True)
@@ -148,8 +150,9 @@ class KernelRules:
     #: speculation"): a PROT_NONE pte holds its pfn inverted. The arch says whether its modes
     #: do it (x86 PAE and 64-bit, not 2-level); read through Arch.for_rules
     l1tf_protnone_inversion: bool = False
-    #: names of vm_flags bits in this era (() = the 2.6.15 names of VM_FLAG_NAMES)
-    vm_flag_table: tuple[tuple[int, str], ...] = ()
+    #: whose names the vm_flags bits have in this era: a key of :data:`VM_FLAG_TABLES`
+    #: ("2.6.15": VM_FLAG_NAMES; "6.1": VM_FLAG_NAMES_6_1, where 0x80000 is VM_LOCKONFAULT)
+    vm_flag_names: str = "2.6.15"
 
     def __post_init__(self) -> None:
         if self.vm_normal_page_rule not in VM_NORMAL_PAGE_RULES:
@@ -166,6 +169,10 @@ class KernelRules:
                 f"bad_pte_report {self.bad_pte_report!r} is not one of {', '.join(BAD_PTE_REPORTS)}"
             )
         release_version(self.release)
+        if self.vm_flag_names not in VM_FLAG_TABLES:
+            raise ValueError(
+                f"vm_flag_names {self.vm_flag_names!r} is not one of {', '.join(VM_FLAG_TABLES)}"
+            )
 
     def version(self) -> tuple[int, ...]:
         """The release as numbers: ``(6, 1)``, ``(2, 6, 15)``."""
@@ -173,7 +180,7 @@ class KernelRules:
 
     def vm_flag_names_table(self) -> dict[int, str]:
         """bit -> vm_flags name in this era."""
-        return dict(self.vm_flag_table) if self.vm_flag_table else VM_FLAG_NAMES
+        return VM_FLAG_TABLES[self.vm_flag_names]
 
     def as_dict(self) -> dict[str, object]:
         """Every field by name (flags as their names), for reports and JSON."""
@@ -284,7 +291,7 @@ V6_1 = replace(
     zero_page_special_pte=True,
     bad_pte_report="6.1",
     l1tf_protnone_inversion=True,
-    vm_flag_table=tuple(sorted(VM_FLAG_NAMES_6_1.items())),
+    vm_flag_names="6.1",
 )
 
 #: era name -> rules, oldest first

@@ -308,6 +308,8 @@ def arch_page(arch, owner: str) -> list[str]:
         out += [f"   {k.ljust(width)} = {v:#x}" for k, v in decoded.items()]
         out.append("")
 
+    out += era_layouts(arch)
+
     cls = type(arch)
     out += heading("Notes from the plugin", "-")
     out += [
@@ -326,6 +328,37 @@ def arch_page(arch, owner: str) -> list[str]:
             "   :no-index:",
             "",
         ]
+    return out
+
+
+def era_layouts(arch) -> list[str]:
+    """The entry formats that a later era's headers give this arch (``Arch.for_rules``): one
+    section per distinct variant, with the pictures of the formats whose fields differ."""
+    from pfnmap.kernel.rules import ERAS
+
+    out: list[str] = []
+    seen = {id(arch)}
+    for name, rules in ERAS.items():
+        variant = arch.for_rules(rules)
+        if id(variant) in seen:
+            continue
+        seen.add(id(variant))
+        out += heading(f"As the {name} era describes it", "-")
+        out += [
+            f"From the {literal(name)} era on (Linux {rules.release}), "
+            f"{literal(f'{arch.name}.for_rules(rules)')} gives {literal(type(variant).__name__)}: "
+            "the machine and the decoder (``--era``) use these formats instead. Only the "
+            "formats whose fields differ are shown.",
+            "",
+        ]
+        for fmt in variant.formats.values():
+            old = arch.formats.get(fmt.name)
+            if old is not None and old.fields == fmt.fields:
+                continue
+            out += heading(f"{fmt.name} ({name})", "~")
+            out += ["::", ""]
+            out += [f"   {line}" if line else "" for line in bit_diagram(fmt)]
+            out.append("")
     return out
 
 
