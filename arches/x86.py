@@ -202,15 +202,18 @@ class X86Arch(Arch):
     # the era's headers ----------------------------------------------------------------------
     def for_rules(self, rules: Any) -> Arch:
         """From 6.1 (``rules.version()``), this mode as 6.1's headers describe it
-        (:mod:`pfnmap.arches.x86_6_1`: named software bits, PROT_NONE at bit 8, the L1TF
-        inversion); the 2.6.15 description before. One variant per arch object, cached."""
+        (:mod:`pfnmap.arches.x86_6_1`: named software bits, PROT_NONE at bit 8, and the L1TF
+        inversion where ``rules.l1tf_protnone_inversion`` and the mode has it); the 2.6.15
+        description before. The variants are cached on the arch object."""
         from pfnmap.arches import x86_6_1
 
         if rules.version() < x86_6_1.RELEASE:
             return self
-        variant = self.__dict__.get("_variant_6_1")
+        invert = bool(rules.l1tf_protnone_inversion)
+        cache = self.__dict__.setdefault("_variants_6_1", {})
+        variant = cache.get(invert)
         if variant is None:
-            variant = self.__dict__["_variant_6_1"] = x86_6_1.variant_for(self)
+            variant = cache[invert] = x86_6_1.variant_for(self, invert)
         return variant
 
     def leaf_kind(self, level: int, entry: int) -> str | None:

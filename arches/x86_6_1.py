@@ -210,14 +210,15 @@ class X86Headers61:
         return self.base_arch.for_rules(rules)
 
 
-def variant_for(arch: X86Arch) -> X86Arch:
+def variant_for(arch: X86Arch, invert: bool = True) -> X86Arch:
     """The 6.1 form of ``arch`` (a built-in x86 mode): same name and geometry, 6.1's layouts
-    and pte operations."""
+    and pte operations; the L1TF inversion where ``invert`` and the mode has one (PAE and the
+    64-bit modes)."""
     cls = type(arch)
     attrs = {
         "levels": _levels(arch),
         "base_arch": arch,
-        "l1tf_inverts": arch.pte_format.width_bits == 64,
+        "l1tf_inverts": invert and arch.pte_format.width_bits == 64,
         "description": f"{cls.description} (Linux 6.1 headers)",
         "__doc__": f"{cls.__name__} with the pgtable headers of Linux 6.1.",
         "__module__": __name__,

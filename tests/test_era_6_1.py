@@ -15,6 +15,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from helpers import finish, io_pfn, planted_pte, vma_at
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pfnmap import MAP_SHARED, PROT_NONE, PROT_READ, PROT_WRITE, KernelBug, Machine, Verdict
 from pfnmap.kernel.constants import (
@@ -37,6 +39,7 @@ from pfnmap.kernel.memory import follow_page
 from pfnmap.kernel.normal_page import classify_pte, pte_verdicts, vm_normal_page_verdict
 from pfnmap.kernel.remap import remap_pfn_range, vm_insert_page
 from pfnmap.kernel.rules import ERAS, V2_6_26, V6_1, era_for_release, rules_for
+from pfnmap.plugins.manager import default_registry
 from pfnmap.scenarios.compare import compare
 
 RW = PROT_READ | PROT_WRITE
@@ -336,6 +339,9 @@ def test_6_1_x86_software_bits_have_the_kernel_s_names(name: str) -> None:
     arch = old.for_rules(V6_1)
     assert arch is not old and arch.name == old.name and arch.for_rules(V6_1) is arch
     assert old.for_rules(V2_6_26) is old and arch.for_rules(V2_6_26) is old
+    plain = old.for_rules(replace(V6_1, l1tf_protnone_inversion=False))
+    assert plain is not arch and plain.pte_pfn(plain.pfn_pte(5, plain.PAGE_NONE)) == 5
+    assert plain.pfn_pte(5, plain.PAGE_NONE) & plain.PTE_MASK == 5 << 12  # not inverted
     fields = arch.pte_format.fields
     x86_64 = name in ("x86-64", "x86-la57")
     want = {9: "special", 8: "global_", 7: "pat"}
@@ -409,3 +415,33 @@ def test_zero_page_scenario_across_eras(arch_name: str) -> None:
         "file 0 anon 0",
     ]
     assert "zero_page_special_pte" in rows[("read both pages", "rss (reader)")].fields
+
+
+@pytest.mark.parametrize("name", X86)
+@settings(deadline=None, max_examples=60)
+@given(data=st.data())
+def test_6_1_x86_variant_layouts_and_operations_agree(name: str, data: st.DataObject) -> None:
+    """The 6.1 variant keeps the arch contract (pfnmap.testing's layout and pte checks, on a
+    variant the registry does not list): construct and the derived masks split every entry the
+    same way, pfn_pte/pte_pfn round-trip every pfn under every protection (PAGE_NONE's
+    inverted too), pte_modify into and out of PAGE_NONE keeps the frame (flip_protnone_guard),
+    and the whole-table ptes_pfn/ptes_present agree with the scalar ones."""
+    arch = default_registry().get(name).for_rules(V6_1)
+    width = arch.pte_format.width_bits
+    value = data.draw(st.integers(0, (1 << width) - 1))
+    for fmt in arch.formats.values():
+        v = value & ((1 << fmt.width_bits) - 1)
+        assert fmt.decode(v) == fmt.decode_fast(v)
+        assert fmt.encode(**fmt.decode(v)) == v
+    pfn = data.draw(st.integers(0, arch.max_pfn))
+    for prot in set(arch.protection_map):
+        pte = arch.pfn_pte(pfn, prot)
+        assert arch.pte_pfn(pte) == pfn, hex(prot)
+        assert arch.pte_present(pte) == bool(prot & (arch._PAGE_PRESENT | arch._PAGE_PROTNONE))
+        none = arch.pte_modify(pte, arch.PAGE_NONE)
+        back = arch.pte_modify(none, prot)
+        assert arch.pte_pfn(none) == arch.pte_pfn(back) == pfn
+        assert back == pte
+    values = np.array([value, arch.pfn_pte(pfn, arch.PAGE_NONE), 0], dtype=np.uint64)
+    assert arch.ptes_pfn(values).tolist() == [arch.pte_pfn(int(v)) for v in values.tolist()]
+    assert arch.ptes_present(values).tolist() == [arch.pte_present(int(v)) for v in values.tolist()]
