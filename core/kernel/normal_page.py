@@ -271,9 +271,10 @@ def vm_normal_page(vma: VmArea, addr: int, pte: int, caller: str = "vm_normal_pa
 
     Seed rule: inside a VM_PFNMAP vma, ``pfn == vm_pgoff + page offset`` is a raw PFN; any
     other pfn there is a COWed anonymous page. A pfn without a struct page outside that rule is
-    reported by print_bad_pte() and treated as raw (from 2.6.26, ``rules.bad_pfn_vm_bug_on``:
-    VM_BUG_ON, a KernelBug). Reserved pages (the ZERO_PAGE) are normal. Other eras' rules:
-    :func:`classify_pte`.
+    reported by print_bad_pte() and treated as raw (in 2.6.26, ``rules.bad_pfn_vm_bug_on``:
+    VM_BUG_ON, a KernelBug). Reserved pages (the ZERO_PAGE) are normal until 2.6.32; from then
+    (6.1: ``rules.zero_pfn_is_special``) the zero page, like a devmap pte, gives NULL without
+    a report. Other eras' rules: :func:`classify_pte`.
     """
     verdict, pfn, why, args = _vm_normal_page_decision(vma, addr, pte)
     if verdict in _HAS_PAGE:
