@@ -35,6 +35,7 @@ LAYERS = (
     "decode",
     "scenarios",
     "testing",
+    "render",
     "cli",
 )
 #: the package's own top-level modules, usable from every layer above the kernel
@@ -91,8 +92,9 @@ def test_every_module_belongs_to_a_layer() -> None:
 
 
 def test_imports_run_from_the_top_layer_down() -> None:
-    """cli -> testing -> scenarios -> decode -> machine -> arches -> plugins -> kernel -> arch
-    -> errors: no module imports from a layer above its own (so no circle between layers)."""
+    """cli -> render -> testing -> scenarios -> decode -> machine -> arches -> plugins -> kernel
+    -> arch -> errors: no module imports from a layer above its own (so no circle between
+    layers)."""
     rank = {name: i for i, name in enumerate(LAYERS)}
     upward = []
     for module, path in sorted(_sources().items()):

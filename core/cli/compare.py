@@ -14,6 +14,7 @@ import argparse
 from pfnmap.arches import DEFAULT_ARCH
 from pfnmap.cli.main import UsageError, lazy_command
 from pfnmap.kernel.rules import ERAS, UnknownEra, rules_for
+from pfnmap.render.paths import html_path
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -45,6 +46,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--all", action="store_true", help="show every observation, not only the differing ones"
     )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    parser.add_argument(
+        "--html",
+        metavar="OUT",
+        type=html_path,
+        help="also write the eras side by side as one HTML file",
+    )
     parser.set_defaults(func=lazy_command("pfnmap.cli.compare_run", "cmd_compare"))
 
 
