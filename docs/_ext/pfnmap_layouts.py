@@ -290,7 +290,7 @@ def arch_page(arch, owner: str, pictures: dict[str, str] | None = None) -> list[
         out += [f"   {k.ljust(width)} = {v:#x}" for k, v in decoded.items()]
         out.append("")
 
-    out += era_layouts(arch)
+    out += era_layouts(arch, pictures)
 
     cls = type(arch)
     out += heading("Notes from the plugin", "-")
@@ -313,9 +313,10 @@ def arch_page(arch, owner: str, pictures: dict[str, str] | None = None) -> list[
     return out
 
 
-def era_layouts(arch) -> list[str]:
+def era_layouts(arch, pictures: dict[str, str]) -> list[str]:
     """The entry formats that a later era's headers give this arch (``Arch.for_rules``): one
-    section per distinct variant, with the pictures of the formats whose fields differ."""
+    section per distinct variant, with the pictures (added to ``pictures``) of the formats
+    whose fields differ."""
     from pfnmap.kernel.rules import ERAS
 
     out: list[str] = []
@@ -338,9 +339,17 @@ def era_layouts(arch) -> list[str]:
             if old is not None and old.fields == fmt.fields:
                 continue
             out += heading(f"{fmt.name} ({name})", "~")
-            out += ["::", ""]
-            out += [f"   {line}" if line else "" for line in bit_diagram(fmt)]
-            out.append("")
+            svg = f"{safe_name(arch.name)}-{safe_name(name)}-{safe_name(fmt.name)}.svg"
+            pictures[svg] = bitbox_svg(
+                [(f.name, f.shift, f.width) for f in fmt.fields.values()],
+                fmt.width_bits,
+                BITS_PER_ROW,
+                title=f"{arch.name} {fmt.name} ({name})",
+            )
+            out += [f".. image:: {svg}", f"   :alt: {arch.name} {fmt.name} ({name}): " + ", ".join(
+                f"{f.name} {bit_range(f.shift + f.width - 1, f.shift)}"
+                for f in fmt.fields.values()
+            ), ""]  # fmt: skip
     return out
 
 
