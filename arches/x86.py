@@ -16,7 +16,7 @@ families differ in a few operations; those differences live here too:
 from __future__ import annotations
 
 import errno
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import construct as cs
 
@@ -207,11 +207,12 @@ class X86Arch(Arch):
         self._PAGE_ACCESSED = m("accessed")
         self._PAGE_DIRTY = m("dirty")
         self._PAGE_FILE = m("dirty")  # the same bit, when not present
-        self._PAGE_PROTNONE = m("protnone")
-        self._PAGE_PSE = m("protnone")  # bit 7 is PSE in pmd/pud entries
+        # a layout without these names (6.1's, pfnmap.arches.x86_6_1) sets them itself
+        self._PAGE_PROTNONE = m("protnone") if "protnone" in pte.fields else 0
+        self._PAGE_PSE = self._PAGE_PROTNONE  # bit 7 is PSE in pmd/pud entries
         #: _PAGE_SPECIAL = _PAGE_BIT_UNUSED1 (bit 9, the lowest "avl" bit), as x86 defined it
         #: when it implemented pte_special (posted 2008-05, in -mm 2008-06); unused in 2.6.15
-        self.special_mask = 1 << pte.fields["avl"].shift
+        self.special_mask = 1 << pte.fields["avl"].shift if "avl" in pte.fields else 0
         #: 0 where the entry has no NX bit (i386 without PAE), as the kernel defines it
         self._PAGE_NX = m("nx") if "nx" in pte.fields else 0
         #: PHYSICAL_PAGE_MASK: the PA bits of a pte in this mode (x86-64: __PHYSICAL_MASK)
@@ -277,6 +278,31 @@ class X86Arch(Arch):
             ~(mask | self._KERNPG_TABLE | self._PAGE_USER) & self.supported_pte_mask
             for mask in self._table_pfn_mask
         ]
+
+    # the era's headers ----------------------------------------------------------------------
+    def for_rules(self, rules: Any) -> Arch:
+        """From 6.1 (``rules.version()``), this mode as 6.1's headers describe it
+        (:mod:`pfnmap.arches.x86_6_1`: named software bits, PROT_NONE at bit 8, and the L1TF
+        inversion where ``rules.l1tf_protnone_inversion`` and the mode has it); the 2.6.15
+        description before. The variants are cached on the arch object."""
+        from pfnmap.arches import x86_6_1
+
+        if rules.version() < x86_6_1.RELEASE:
+            return self
+        invert = bool(rules.l1tf_protnone_inversion)
+        cache = self.__dict__.setdefault("_variants_6_1", {})
+        variant = cache.get(invert)
+        if variant is None:
+            variant = cache[invert] = x86_6_1.variant_for(self, invert)
+        return variant
+
+    def leaf_kind(self, level: int, entry: int) -> str | None:
+        """``"protnone"`` for a PROT_NONE pte (_PAGE_PROTNONE without _PAGE_PRESENT)."""
+        if level == len(self.levels) - 1 and self._PAGE_PROTNONE:
+            both = self._PAGE_PRESENT | self._PAGE_PROTNONE
+            if entry & both == self._PAGE_PROTNONE:
+                return "protnone"
+        return None
 
     # pte operations (include/asm-x86_64/pgtable.h names) -----------------------------------
     def pte_pfn(self, pte: int) -> int:

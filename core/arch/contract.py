@@ -185,6 +185,9 @@ class Arch:
     #: pte_special pte bit"), or 0 where it spares none: then the kernel keeps vm_normal_page's
     #: VM_PFNMAP / VM_MIXEDMAP rules. Read only by eras whose rules have ``pte_special``.
     special_mask: int = 0
+    #: the pte bit of pte_devmap() (x86-64's _PAGE_DEVMAP, bit 58, in the eras that have it),
+    #: or 0: read by eras whose rules have ``pte_devmap``
+    devmap_mask: int = 0
     #: ELF ``e_machine`` of this arch's cores (EM_386 = 3, EM_SPARCV9 = 43, EM_X86_64 = 62),
     #: 0 (EM_NONE) where none is defined; the dump decoder checks a core against it
     elf_machine: ClassVar[int] = 0
@@ -262,6 +265,30 @@ class Arch:
 
     def pte_mkspecial(self, pte: int) -> int:
         return pte | self.special_mask
+
+    def pte_devmap(self, pte: int) -> bool:
+        return bool(pte & self.devmap_mask)
+
+    # the era's headers ------------------------------------------------------------------------
+    def for_rules(self, rules: Any) -> Arch:
+        """This arch as the kernel of ``rules`` (a :class:`pfnmap.kernel.rules.KernelRules`)
+        describes it: an arch whose pgtable headers changed between eras (x86's software bits
+        and PROT_NONE encoding in 6.1) returns a variant with that era's layouts and
+        operations; the default is the arch itself. The Machine and the dump decoder use
+        what this returns."""
+        return self
+
+    def leaves_frame_paddr(self, level: int, raw: np.ndarray, paddr: np.ndarray) -> np.ndarray:
+        """The physical addresses the kernel's pte_pfn()/pmd_pfn() read for leaf entries
+        ``raw`` whose address fields give ``paddr`` (from ``leaf_paddr``). The default is
+        ``paddr``; an arch that stores some entries' frames encoded (x86's L1TF inversion of
+        PROT_NONE ptes, 4.19 on) returns the decoded addresses, in ``paddr`` itself."""
+        return paddr
+
+    def leaf_kind(self, level: int, entry: int) -> str | None:
+        """A name for a leaf entry that is present to the kernel but not to the MMU
+        (``"protnone"`` for x86's PROT_NONE ptes), or None."""
+        return None
 
     # whole-table forms of the pte operations ------------------------------------------------
     # The bulk paths (pfnmap.kernel.fastpath) work on a pte table at a time, as numpy uint64 arrays

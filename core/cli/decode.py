@@ -78,6 +78,18 @@ def _positive(text: str) -> int:
     return value
 
 
+def _pfn(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a pfn (write 0x... or decimal)"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register ``decode`` and ``dump`` on the ``pfnmap`` subcommand parser."""
     decode = commands.add_parser(
@@ -130,16 +142,29 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     decode.add_argument(
         "--ram", metavar="RANGES",
         help="physical RAM, i.e. the pfns with a struct page: START-END or START+SIZE, "
-        "comma-separated (default: unknown)",
+        "comma-separated, or a file of /proc/iomem text (its System RAM lines; default: "
+        "unknown)",
     )  # fmt: skip
     decode.add_argument(
         "--vmas", metavar="FILE",
-        help="the process's vmas, one 'START-END FLAGS PGOFF' per line (see docs)",
+        help="the process's vmas, one 'START-END FLAGS PGOFF' per line, PGOFF in pages "
+        "(see docs)",
+    )  # fmt: skip
+    decode.add_argument(
+        "--maps", metavar="FILE",
+        help="the process's /proc/PID/maps or /proc/PID/smaps as the kernel prints them "
+        "(byte offsets; smaps' VmFlags give the exact vm_flags)",
     )  # fmt: skip
     decode.add_argument(
         "--era", choices=tuple(ERAS), default=SEED.name, metavar="ERA",
         help="whose vm_normal_page() gives the verdicts: " + ", ".join(ERAS)
         + f" (default: {SEED.name})",
+    )  # fmt: skip
+    decode.add_argument(
+        "--zero-pfn", type=_pfn, metavar="PFN",
+        help="the shared zero page's pfn (hex with 0x, or decimal), for eras where "
+        "vm_normal_page() tells it apart (6.1); /proc/PID/pagemap of a never-written "
+        "anonymous page gives it",
     )  # fmt: skip
     decode.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=None,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import TextIO
 
@@ -28,6 +29,7 @@ from pfnmap.decode.formats import (
 )
 from pfnmap.decode.hints import HintError, Hints, parse_ram_ranges, read_vmas_file
 from pfnmap.decode.image import UnknownImageFormat
+from pfnmap.decode.procfs import read_iomem_file, read_maps_file
 from pfnmap.decode.target import Target, TargetError, resolve_target
 from pfnmap.decode.walker import Problem, Walker, summary_hint
 from pfnmap.errors import KernelError, UnknownArch
@@ -43,17 +45,30 @@ def _arch(name: str) -> Arch:
         raise UsageError(f"argument --arch: {exc}") from None
 
 
-def _hints(args: argparse.Namespace) -> Hints | None:
+def _hints(args: argparse.Namespace, arch: Arch) -> Hints | None:
+    rules = rules_for(args.era)
     ram = None
     if args.ram is not None:
         try:
-            ram = parse_ram_ranges(args.ram)
+            if os.path.isfile(args.ram):  # /proc/iomem text
+                ram = read_iomem_file(args.ram)
+            else:
+                ram = parse_ram_ranges(args.ram)
         except HintError as exc:
             raise UsageError(f"argument --ram: {exc}") from None
-    vmas = read_vmas_file(args.vmas) if args.vmas is not None else []
+    vmas = []
+    if args.vmas is not None and getattr(args, "maps", None) is not None:
+        raise UsageError("argument --maps: give the vmas once, with --maps or with --vmas")
+    if args.vmas is not None:
+        vmas = read_vmas_file(args.vmas, arch.page_shift)
+    elif getattr(args, "maps", None) is not None:
+        maps = read_maps_file(args.maps, arch.page_shift, rules)
+        for note in maps.notes:
+            print(f"{PROG}: note: {note}", file=sys.stderr)
+        vmas = maps.hints()
     if ram is None and not vmas:
         return None
-    return Hints(ram, vmas, rules_for(args.era))
+    return Hints(ram, vmas, rules, zero_pfn=getattr(args, "zero_pfn", None))
 
 
 def _problem_line(problem: Problem) -> None:
@@ -110,11 +125,12 @@ def _root(arch: Arch, root: int | tuple[str, int]) -> tuple[int, int]:
 def cmd_decode(args: argparse.Namespace, console: Console) -> int:
     if args.arch is not None:
         _arch(args.arch)
-    hints = _hints(args)
     out = sys.stdout
     target = _target(args)
-    arch = target.arch
+    # the arch as the era's headers describe it (x86 6.1: software bit names, L1TF)
+    arch = target.arch.for_rules(rules_for(args.era))
     with target.image as image:
+        hints = _hints(args, arch)
         if args.format in ("qemu-tlb", "qemu-mem"):
             try:
                 qemu_mode(arch)

@@ -105,7 +105,12 @@ def process_vmas(proc: Process) -> list[VmaHint]:
 
 def machine_hints(machine: Machine, proc: Process) -> Hints:
     """What a dump of ``machine`` tells the decoder about ``proc``: RAM and its vmas."""
-    return Hints([(0, machine.phys.ram_bytes)], process_vmas(proc), machine.rules)
+    return Hints(
+        [(0, machine.phys.ram_bytes)],
+        process_vmas(proc),
+        machine.rules,
+        zero_pfn=machine.phys.zero_pfn,
+    )
 
 
 def ram_arg(ranges: list[tuple[int, int]]) -> str:
@@ -127,6 +132,8 @@ def dump_info(machine: Machine, image: str, fmt: str) -> dict[str, Any]:
         ]  # fmt: skip
         if machine.rules.name != SEED.name and ERAS.get(machine.rules.name) == machine.rules:
             command += ["--era", machine.rules.name]
+        if machine.rules.zero_pfn_is_special:  # is_zero_pfn decides (2.6.32 on)
+            command += ["--zero-pfn", f"{machine.phys.zero_pfn:#x}"]
         procs.append(
             {
                 "pid": proc.pid,
@@ -154,6 +161,7 @@ def dump_info(machine: Machine, image: str, fmt: str) -> dict[str, Any]:
         "base": "0x0",
         "page_size": arch.page_size,
         "rules": machine.rules.name,
+        "zero_pfn": f"{machine.phys.zero_pfn:#x}",
         "ram": [[f"{a:#x}", f"{b:#x}"] for a, b in ram],
         "io": [
             {"name": r.name, "start": f"{r.start:#x}", "end": f"{r.end:#x}", "space": r.space}
@@ -173,7 +181,13 @@ def hints_from_info(info: dict[str, Any], pid: int) -> Hints:
                         int(v["pgoff"], 16))
                 for v in proc["vmas"]
             ]  # fmt: skip
-            return Hints(ram, vmas, ERAS.get(info.get("rules", ""), SEED))
+            zero = info.get("zero_pfn")
+            return Hints(
+                ram,
+                vmas,
+                ERAS.get(info.get("rules", ""), SEED),
+                zero_pfn=None if zero is None else int(zero, 16),
+            )
     raise DumpError(f"the dump has no process {pid}")
 
 

@@ -47,8 +47,10 @@ vm_normal_page()'s verdict. The records live in :mod:`pfnmap.decode.records` and
 in :mod:`pfnmap.decode.views`; this module exports them all.
 
 Where pfnmap differs from the hardware: a leaf's physical address is the entry's own
-(``leaf_paddr``, what ``pte_pfn`` reads); sparc64's large TTEs, which the MMU also aligns down to
-their size, are shown per 8 KiB slot with their ``size`` field among the flags.
+(``leaf_paddr``, what ``pte_pfn`` reads; for an entry the arch stores encoded, such as x86's
+PROT_NONE ptes under the L1TF inversion of the 6.1 era, what
+:meth:`~pfnmap.arch.Arch.leaves_frame_paddr` decodes); sparc64's large TTEs, which the MMU
+also aligns down to their size, are shown per 8 KiB slot with their ``size`` field among the flags.
 """
 
 from __future__ import annotations
@@ -302,7 +304,8 @@ class Walker:
             raw=raw,
             va_raw=va_raw,
             va=self._canon(va_raw),
-            pa=ops.leaf_paddr(raw),
+            # the frame the kernel reads (x86 6.1: a PROT_NONE pte's pfn is stored inverted)
+            pa=self.arch.leaves_frame_paddr(level, raw, ops.leaf_paddr(raw)),
             present=present,
             upper=upper,
         )
@@ -576,7 +579,9 @@ class Walker:
                 raw=leaf,
                 va_raw=va_raw_out,
                 va=self._canon(va_raw_out),
-                pa=ops.leaf_paddr(leaf, out=pool.take(count, np.uint64)),
+                pa=self.arch.leaves_frame_paddr(
+                    level + 1, leaf, ops.leaf_paddr(leaf, out=pool.take(count, np.uint64))
+                ),
                 present=present,
                 upper=upper,
                 tables=children,
