@@ -33,6 +33,7 @@ COMMANDS = (
     "pfnmap.cli.run",
     "pfnmap.cli.compare",
     "pfnmap.cli.decode",
+    "pfnmap.cli.info",
 )
 #: struct pages cost host memory per emulated page; the story needs only a few MiB
 MAX_DEMO_RAM = 16 << 30

@@ -1,14 +1,19 @@
 """Output formats of ``pfnmap decode``: a rich table, JSON lines, CSV, and QEMU's monitor text.
 
 JSON lines and CSV carry the same columns (:data:`COLUMNS`) in every record, with the schema
-version in the ``schema`` column (``pfnmap.decode.walker/1``). Record types:
+version in the ``schema`` column (``pfnmap.decode.walker/2``; /2 added ``kind`` and the
+verdicts ``zero page`` and ``devmap page``). Record types:
 
 ``leaf``
     one leaf entry: ``va`` (canonical), ``va_end``, ``pa``, ``size`` (bytes), ``pages`` (1),
     ``level`` (the leaf's layout name: ``pte``, ``pmd-2M``...), ``raw`` (the entry),
     ``entry_addr`` (its physical address), ``flags`` (set flag bits and non-zero fields,
     space-separated), ``present`` (the arch's pte_present), ``verdict`` and ``reason``
-    (vm_normal_page()'s, with hints; else null);
+    (vm_normal_page()'s, with hints; else null: ``normal page``, ``raw pfn``, ``COWed page in
+    a PFN vma``, ``bad pte``, ``zero page``, ``devmap page``, ``unknown``), ``kind``
+    (``protnone`` for a pte present to the kernel but not to the MMU, x86's PROT_NONE: its
+    ``pa`` is the frame the kernel reads, un-inverted in eras with the L1TF inversion, while
+    ``raw`` is the entry as stored; else null);
 ``range``
     consecutive leaves merged (``--ranges``): the same columns, ``pages`` leaves of
     ``size / pages`` bytes, ``raw`` and ``entry_addr`` of the first;
@@ -54,7 +59,7 @@ from pfnmap.decode.hints import Hints
 from pfnmap.decode.walker import Item, Leaf, LeafBatch, Problem, Range, leaves, ranges
 from pfnmap.errors import PfnmapError
 
-SCHEMA = "pfnmap.decode.walker/1"
+SCHEMA = "pfnmap.decode.walker/2"
 COLUMNS = (
     "schema",
     "record",
@@ -72,6 +77,7 @@ COLUMNS = (
     "reason",
     "problem",
     "detail",
+    "kind",
 )
 FORMATS = OUTPUT_FORMATS
 #: rows per rich table chunk: the human table is printed as it is decoded
@@ -124,6 +130,7 @@ def record_of(arch: Arch, rec: Leaf | Range | Problem) -> dict[str, Any]:
         present=rec.present,
         verdict=rec.verdict,
         reason=rec.reason,
+        kind=arch.leaf_kind(rec.level, rec.raw),  # era-dependent: x86's PROT_NONE (issue 12)
     )
 
 
@@ -167,6 +174,8 @@ _VERDICT_STYLE = {
     "COWed page in a PFN vma": "bold magenta",
     "normal page": "bold green",
     "bad pte": "bold red",
+    "zero page": "green",
+    "devmap page": "cyan",
     "unknown": "yellow",
 }
 
@@ -251,7 +260,8 @@ def write_table(
         cells: list[Any] = [va, f"{rec.pa:0{pa_width}x}", _size(rec.size)]
         if merge:
             cells.append(str(rec.pages))
-        flags = " ".join(rec.flags)
+        kind = arch.leaf_kind(rec.level, rec.raw)  # era-dependent: x86's PROT_NONE (issue 12)
+        flags = " ".join((*rec.flags, kind) if kind else rec.flags)
         cells.append(rec.name)
         if not merge:
             cells.append(f"{rec.raw:0{raw_width}x}")
@@ -295,17 +305,18 @@ QEMU_MODES = {
         (0, 1, 2, 3, 4),
     ),
 }
-#: QEMU's flag letters, in print order, with the x86 layout field each one shows
+#: QEMU's flag letters, in print order, with the x86 entry bit each one shows (by position:
+#: the layouts of the eras name bit 7 "protnone" (2.6.15) or "pat" (6.1))
 QEMU_FLAGS = (
-    ("X", "nx"),
-    ("G", "global_"),
-    ("P", "protnone"),  # bit 7: PSE in a large leaf, PAT (cleared before printing) in a pte
-    ("D", "dirty"),
-    ("A", "accessed"),
-    ("C", "pcd"),
-    ("T", "pwt"),
-    ("U", "user"),
-    ("W", "rw"),
+    ("X", 63),
+    ("G", 8),
+    ("P", 7),  # bit 7: PSE in a large leaf, PAT (cleared before printing) in a pte
+    ("D", 6),
+    ("A", 5),
+    ("C", 4),
+    ("T", 3),
+    ("U", 2),
+    ("W", 1),
 )
 
 
@@ -324,9 +335,10 @@ class _QemuBits:
     def __init__(self, arch: Arch) -> None:
         pte = arch.pte_format
         fields = pte.fields
-        self.letters = [(c, fields[f].mask if f in fields else 0) for c, f in QEMU_FLAGS]
+        width = pte.width_bits
+        self.letters = [(c, 1 << bit if bit < width else 0) for c, bit in QEMU_FLAGS]
         self.present = fields["present"].mask
-        self.bit7 = fields["protnone"].mask
+        self.bit7 = 1 << 7
         self.user = fields["user"].mask
         self.rw = fields["rw"].mask
         self.prot = self.user | self.rw | self.present
