@@ -73,7 +73,7 @@ if TYPE_CHECKING:
     from pfnmap.kernel.normal_page import Verdict
     from pfnmap.kernel.physmem import IORegion
     from pfnmap.kernel.rules import SEED, KernelRules
-    from pfnmap.machine import Machine, PageInfo, Process, PteInfo
+    from pfnmap.machine import Machine, PageInfo, Piece, Process, PteInfo
 
 __version__ = "0.1.0"
 
@@ -81,6 +81,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "Machine": "pfnmap.machine",
     "PageInfo": "pfnmap.machine",
+    "Piece": "pfnmap.machine",
     "Process": "pfnmap.machine",
     "PteInfo": "pfnmap.machine",
     "Verdict": "pfnmap.kernel.normal_page",
@@ -129,6 +130,7 @@ __all__ = [
     "OutOfMemory",
     "PageInfo",
     "PfnmapError",
+    "Piece",
     "PluginError",
     "Process",
     "PteInfo",
