@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from pfnmap.arches import DEFAULT_ARCH
 from pfnmap.cli.main import UsageError, lazy_command
 from pfnmap.kernel.rules import ERAS, UnknownEra, rules_for
 
@@ -32,7 +33,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help=f"eras to compare, comma separated (default: all: {','.join(ERAS)})",
     )
     parser.add_argument(
-        "--arch", default="x86-64", metavar="NAME", help="arch to run on (default: x86-64)"
+        "--arch",
+        default=DEFAULT_ARCH,
+        metavar="NAME",
+        help=f"arch to run on (default: {DEFAULT_ARCH})",
     )
     parser.add_argument(
         "--format", choices=("table", "json"), default="table", help="output (default: table)"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 
+from pfnmap.arches import DEFAULT_ARCH
 from pfnmap.cli.main import lazy_command, ram_size
 from pfnmap.decode.catalog import DUMP_FORMATS, IMAGE_FORMATS, OUTPUT_FORMATS
 from pfnmap.kernel.rules import ERAS, SEED
@@ -74,7 +75,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     decode.add_argument(
         "--format", choices=OUTPUT_FORMATS, default="table",
-        help="table (default), jsonl, csv, or QEMU's x86 monitor text: qemu-tlb, qemu-mem",
+        help="table (default), jsonl, csv, or QEMU's monitor text (info tlb, info mem): "
+        "qemu-tlb, qemu-mem",
     )  # fmt: skip
     decode.add_argument(
         "--ranges", action="store_true",
@@ -113,7 +115,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "and the decode command line, and OUT.pid<N>.vmas for --vmas.",
     )
     dump.add_argument("out", metavar="OUT", help="the image file to write")
-    dump.add_argument("--arch", default="x86-64", metavar="NAME", help="default: x86-64")
+    dump.add_argument(
+        "--arch", default=DEFAULT_ARCH, metavar="NAME", help=f"default: {DEFAULT_ARCH}"
+    )
     dump.add_argument("--format", choices=DUMP_FORMATS, default="raw", help="default: raw")
     dump.add_argument(
         "--scenario", default="story", metavar="NAME",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from pfnmap.arches import DEFAULT_ARCH
 from pfnmap.cli.main import UsageError, arch_names, ram_size
 from pfnmap.errors import PfnmapError
 from pfnmap.kernel.units import format_size, parse_size
@@ -26,10 +27,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     demo.add_argument(
         "--arch",
-        default="x86-64",
+        default=DEFAULT_ARCH,
         metavar="NAME|all",
         help="arch to run on, or 'all' for every registered arch side by side "
-        "(default: x86-64; see `pfnmap arches`)",
+        f"(default: {DEFAULT_ARCH}; see `pfnmap arches`)",
     )
     demo.add_argument(
         "--ram",

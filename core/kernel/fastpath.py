@@ -55,6 +55,11 @@ class BulkCounters:
     def fallbacks(self) -> int:
         return self.copy_fallbacks + self.zap_fallbacks
 
+    def count(self, kind: str, fell_back: bool) -> None:
+        """One more pte table of ``kind`` ("copy" or "zap"), done in bulk or handed back."""
+        name = f"{kind}_fallbacks" if fell_back else f"{kind}_tables"
+        setattr(self, name, getattr(self, name) + 1)
+
 
 def _table_slice(mm: MmStruct, table: int, addr: int, end: int) -> np.ndarray:
     tables = mm.machine.tables

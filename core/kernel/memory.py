@@ -85,6 +85,17 @@ def set_page_dirty(phys: PhysMem, pfn: int) -> None:
 
 
 # fork ------------------------------------------------------------------------------------------
+def _pte_table(tables, kind: str, bulk, scalar, args: tuple) -> None:
+    """One pte table of fork ("copy") or munmap ("zap"): the bulk form when it takes the table,
+    else the scalar reference, which is also what runs with ``tables.fast_paths`` off."""
+    if tables.fast_paths:
+        if bulk(*args):
+            tables.bulk.count(kind, fell_back=False)
+            return
+        tables.bulk.count(kind, fell_back=True)
+    scalar(*args)
+
+
 def copy_page_range(dst_mm: MmStruct, src_mm: MmStruct, vma: VmArea) -> None:
     """copy_page_range(): copy the vma's ptes into the child at fork.
 
@@ -102,12 +113,8 @@ def _copy_level(dst_mm, src_mm, vma, level, dst_table, src_table, addr, end) -> 
     tables = src_mm.machine.tables
     arch = tables.arch
     if level == tables.last:
-        if tables.fast_paths:
-            if try_copy_pte_range(dst_mm, src_mm, dst_table, src_table, vma, addr, end):
-                tables.bulk.copy_tables += 1
-                return
-            tables.bulk.copy_fallbacks += 1
-        copy_pte_range(dst_mm, src_mm, dst_table, src_table, vma, addr, end)
+        args = (dst_mm, src_mm, dst_table, src_table, vma, addr, end)
+        _pte_table(tables, "copy", try_copy_pte_range, copy_pte_range, args)
         return
     span = arch.levels[level].span
     while addr < end:
@@ -223,12 +230,9 @@ def _zap_level(mm, vma, level, table, addr, end, gathered) -> None:
     tables = mm.machine.tables
     arch = tables.arch
     if level == tables.last:
-        if tables.fast_paths:
-            if try_zap_pte_range(mm, vma, table, addr, end, gathered):
-                tables.bulk.zap_tables += 1
-                return
-            tables.bulk.zap_fallbacks += 1
-        zap_pte_range(mm, vma, table, addr, end, gathered)
+        _pte_table(
+            tables, "zap", try_zap_pte_range, zap_pte_range, (mm, vma, table, addr, end, gathered)
+        )
         return
     span = arch.levels[level].span
     while addr < end:

@@ -31,6 +31,7 @@ from pfnmap.kernel.constants import (
     VM_SHARED,
     VM_WRITE,
 )
+from pfnmap.kernel.files import shmem_zero_setup
 from pfnmap.kernel.memory import copy_page_range, tlb_finish_mmu, unmap_vmas
 from pfnmap.kernel.mm import MmStruct, VmArea
 from pfnmap.kernel.pgtable import addr_end, free_pgd_range, free_table, walk_to_table
@@ -134,8 +135,6 @@ def do_mmap_pgoff(
             vma.vm_file.put()
             raise
     elif kind == MAP_SHARED:
-        from pfnmap.machine.devices import shmem_zero_setup
-
         shmem_zero_setup(vma)
     mm.insert_vma(vma)
     return addr

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pluggy
 
 from pfnmap.arch import Arch
+from pfnmap.arches import DEFAULT_ARCH
 from pfnmap.errors import KernelError
 from pfnmap.kernel.files import Inode, RegularFile
 from pfnmap.kernel.mm import MmStruct
@@ -60,7 +61,7 @@ class Machine:
 
     def __init__(
         self,
-        arch: str | Arch = "x86-64",
+        arch: str | Arch = DEFAULT_ARCH,
         ram: int | str = "64M",
         io: list[IORegion] | None = None,
         rules: KernelRules | str | None = None,
