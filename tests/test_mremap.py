@@ -164,3 +164,28 @@ def test_zero_old_len_duplicates_a_shared_mapping(machine: Machine, proc, page_s
     assert new != addr and len(proc.vmas) == 2
     assert vma_at(proc, new).vm_pgoff == vma_at(proc, addr).vm_pgoff
     assert proc.lookup(addr).present and not proc.lookup(new).present
+
+
+def test_overflowing_lengths(machine: Machine, proc, page_size: int) -> None:
+    """Lengths are unsigned long: one that rounds up past the top wraps to zero, so a huge
+    new_len is "zero" (EINVAL), and a huge old_len cannot lie in one vma (EFAULT)."""
+    addr = proc.mmap(page_size)
+    before = state(proc)
+    word = 1 << (32 if machine.arch.elf_class == 1 else 64)
+    assert errno_of(lambda: proc.mremap(addr, page_size, word - 1)) == errno.EINVAL
+    assert errno_of(lambda: proc.mremap(addr, page_size, -1)) == errno.EINVAL
+    err = errno_of(lambda: proc.mremap(addr, word - 2 * page_size, word - page_size, 1))
+    assert err == errno.EFAULT
+    assert state(proc) == before
+
+
+def test_fixed_unmaps_the_target_before_failing(machine: Machine, proc, page_size: int) -> None:
+    """do_mremap's MREMAP_FIXED path unmaps the target range before it looks for the old
+    vma, so a call that then fails (EFAULT: nothing mapped at ``addr``) has already removed
+    whatever was at ``new_addr``: the kernel's order, kept on purpose."""
+    target = proc.mmap(page_size)
+    proc.write(target, b"victim")
+    hole = aligned_free_address(proc, 4 * page_size, page_size)
+    err = errno_of(lambda: proc.mremap(hole, page_size, page_size, MOVE_TO, target))
+    assert err == errno.EFAULT
+    assert proc.vmas == [] and rss(proc) == (0, 0)
