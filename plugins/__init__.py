@@ -25,6 +25,7 @@ BUILTIN_ARCH_MODULES = (
     "pfnmap.arches.x86_pae",
     "pfnmap.arches.x86_la57",
     "pfnmap.arches.sparc64",
+    "pfnmap.arches.arm64",
 )
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)

@@ -39,6 +39,17 @@ def _address(text: str) -> int:
     return value
 
 
+def _root(text: str) -> int | tuple[str, int]:
+    """A table address, or ``REGISTER:VALUE`` (``ttbr0:0x...``): a translation-table base
+    register's value, whose other fields the arch strips (Arch.root_from_register)."""
+    register, sep, value = text.partition(":")
+    if not sep:
+        return _address(text)
+    if not register.isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r} is not ADDR or REGISTER:VALUE")
+    return register.lower(), _address(value)
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text, 0)
@@ -62,8 +73,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     decode.add_argument("image", metavar="IMAGE", help="raw image or ELF core")
     decode.add_argument("--arch", required=True, metavar="NAME", help="paging mode (see arches)")
     decode.add_argument(
-        "--root", required=True, type=_address, metavar="ADDR",
-        help="physical address of the top-level table (CR3 without its flag bits)",
+        "--root", required=True, type=_root, metavar="ADDR",
+        help="physical address of the top-level table (CR3 without its flag bits), or, for an "
+        "arch that names its base registers, REGISTER:VALUE (ttbr0:0x..., ttbr1:0x...): the "
+        "register's other fields (ASID, CnP) are stripped, and ttbr1 walks the kernel half",
     )  # fmt: skip
     decode.add_argument(
         "--base", type=_address, metavar="ADDR",

@@ -93,6 +93,19 @@ def _progress(args: argparse.Namespace, console: Console, image_size: int) -> Pr
     )
 
 
+def _root(arch: Arch, root: int | tuple[str, int]) -> tuple[int, int]:
+    """(table address, VA of its first entry) from ``--root``: an address, or a register."""
+    if isinstance(root, int):
+        return root, 0
+    register, value = root
+    if not arch.root_registers:
+        raise UsageError(f"argument --root: {arch.name} has no base registers; give an address")
+    try:
+        return arch.root_from_register(register, value)
+    except ValueError as exc:
+        raise UsageError(f"argument --root: {exc}") from None
+
+
 def cmd_decode(args: argparse.Namespace, console: Console) -> int:
     arch = _arch(args.arch)
     if args.format in ("qemu-tlb", "qemu-mem"):
@@ -104,7 +117,8 @@ def cmd_decode(args: argparse.Namespace, console: Console) -> int:
     out = sys.stdout
     with open_image(args.image, args.base, args.image_format) as image:
         check_elf_arch(image, arch, default_registry().arches.values())
-        walker = Walker(image, arch, args.root, max_tables=args.max_tables)
+        root, va_base = _root(arch, args.root)
+        walker = Walker(image, arch, root, max_tables=args.max_tables, va_base=va_base)
         bar = _progress(args, console, image.size)
         if bar is not None:
             task = bar.add_task("decode", total=walker.va_total, tables=0)
