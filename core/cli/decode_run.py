@@ -5,34 +5,24 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TextIO
-
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-from rich.text import Text
+from typing import TYPE_CHECKING, TextIO
 
 from pfnmap.arch import Arch
 from pfnmap.cli.decode import PROGRESS_MIN_BYTES
-from pfnmap.cli.main import PROG, UsageError
-from pfnmap.decode.dump import SCENARIOS, build_scenario, dump_machine
-from pfnmap.decode.formats import (
-    FormatError,
-    qemu_mode,
-    records,
-    summary_record,
-    write_csv,
-    write_jsonl,
-    write_qemu_mem,
-    write_qemu_tlb,
-    write_table,
-)
-from pfnmap.decode.hints import HintError, Hints, parse_ram_ranges, read_vmas_file
+from pfnmap.cli.decode_output import write_output
+from pfnmap.cli.main import UsageError
+from pfnmap.decode.formats import FormatError, qemu_mode
 from pfnmap.decode.image import check_elf_arch, open_image
-from pfnmap.decode.walker import Problem, Walker, summary_hint
+from pfnmap.decode.walker import Walker
 from pfnmap.errors import KernelError, UnknownArch
-from pfnmap.kernel.rules import rules_for
 from pfnmap.kernel.units import format_size
 from pfnmap.plugins.manager import default_registry
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from pfnmap.decode.hints import Hints
 
 
 def _arch(name: str) -> Arch:
@@ -43,6 +33,12 @@ def _arch(name: str) -> Arch:
 
 
 def _hints(args: argparse.Namespace) -> Hints | None:
+    if args.ram is None and args.vmas is None:
+        return None
+    # vm_normal_page()'s rules and the kernel model behind them: only when asked for
+    from pfnmap.decode.hints import HintError, Hints, parse_ram_ranges, read_vmas_file
+    from pfnmap.kernel.rules import rules_for
+
     ram = None
     if args.ram is not None:
         try:
@@ -53,10 +49,6 @@ def _hints(args: argparse.Namespace) -> Hints | None:
     if ram is None and not vmas:
         return None
     return Hints(ram, vmas, rules_for(args.era))
-
-
-def _problem_line(problem: Problem) -> None:
-    print(f"{PROG}: problem: {problem.line()}", file=sys.stderr)
 
 
 def _isatty(stream: TextIO) -> bool:
@@ -79,6 +71,9 @@ def _progress(args: argparse.Namespace, console: Console, image_size: int) -> Pr
         )
     if not want:
         return None
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
     shared = args.format == "table" and console.is_terminal
     return Progress(
         TextColumn("decoding"),
@@ -104,7 +99,7 @@ def cmd_decode(args: argparse.Namespace, console: Console) -> int:
     out = sys.stdout
     with open_image(args.image, args.base, args.image_format) as image:
         check_elf_arch(image, arch, default_registry().arches.values())
-        walker = Walker(image, arch, args.root, max_tables=args.max_tables)
+        walker = Walker(image, arch, args.root, max_tables=args.max_tables, grouped=True)
         bar = _progress(args, console, image.size)
         if bar is not None:
             task = bar.add_task("decode", total=walker.va_total, tables=0)
@@ -115,67 +110,18 @@ def cmd_decode(args: argparse.Namespace, console: Console) -> int:
             walker.progress = progress_cb
             bar.start()
         try:
-            _write(args, console, out, walker, arch, hints)
+            write_output(args, console, out, walker, arch, hints)
         finally:
             if bar is not None:
                 bar.stop()
     return 0
 
 
-def _summary(args: argparse.Namespace, walker: Walker) -> dict:
-    return {
-        "arch": walker.arch.name,
-        "root": f"{walker.root:#x}",
-        "image": args.image,
-        "image_kind": walker.image.kind,
-        "tables_read": walker.tables_read,
-        "leaves": walker.leaf_entries,
-        "problems": walker.problems,
-        "complete": walker.finished and not walker.stopped,
-    }
-
-
-def _write(
-    args: argparse.Namespace,
-    console: Console,
-    out: TextIO,
-    walker: Walker,
-    arch: Arch,
-    hints: Hints | None,
-) -> None:
-    fmt = args.format
-    if fmt in ("jsonl", "csv"):
-        rows = records(walker, arch, hints, merge=args.ranges)
-
-        def with_summary():
-            yield from rows
-            yield summary_record(_summary(args, walker))
-
-        (write_jsonl if fmt == "jsonl" else write_csv)(out, with_summary())
-        return
-    if fmt == "qemu-tlb":
-        write_qemu_tlb(out, walker, arch, _problem_line)
-    elif fmt == "qemu-mem":
-        write_qemu_mem(out, walker, arch, _problem_line)
-    else:
-        write_table(console, walker, arch, hints, merge=args.ranges)
-        s = _summary(args, walker)
-        line = Text(
-            f"{arch.name} root {s['root']} in {args.image}: {s['leaves']} leaf entries, "
-            f"{s['tables_read']} tables read, {s['problems']} problems"
-            + ("" if s["complete"] else " (walk stopped early)"),
-            style="bold",
-        )
-        console.print(line)
-        hint = summary_hint(walker)
-        if hint:
-            console.print(Text(f"hint: {hint}", style="yellow"))
-        return
-    if walker.problems:
-        print(f"{PROG}: {walker.problems} problems in the tables (above)", file=sys.stderr)
-
-
 def cmd_dump(args: argparse.Namespace, console: Console) -> int:
+    from rich.text import Text
+
+    from pfnmap.decode.dump import SCENARIOS, build_scenario, dump_machine
+
     arch = _arch(args.arch)
     if args.scenario not in SCENARIOS:
         raise UsageError(

@@ -1,0 +1,78 @@
+"""What ``pfnmap decode`` prints once the walk is set up: each ``--format``, the summary and
+the problems on stderr (imported only when ``decode`` runs)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any, TextIO
+
+from pfnmap.arch import Arch
+from pfnmap.cli.main import PROG
+from pfnmap.decode.records import Problem
+from pfnmap.decode.walker import Walker, summary_hint
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from pfnmap.decode.hints import Hints
+
+
+def problem_line(problem: Problem) -> None:
+    print(f"{PROG}: problem: {problem.line()}", file=sys.stderr)
+
+
+def summary(args: argparse.Namespace, walker: Walker) -> dict[str, Any]:
+    """The walk in numbers (the last record of jsonl and csv)."""
+    return {
+        "arch": walker.arch.name,
+        "root": f"{walker.root:#x}",
+        "image": args.image,
+        "image_kind": walker.image.kind,
+        "tables_read": walker.tables_read,
+        "leaves": walker.leaf_entries,
+        "problems": walker.problems,
+        "complete": walker.finished and not walker.stopped,
+    }
+
+
+def write_output(
+    args: argparse.Namespace,
+    console: Console,
+    out: TextIO,
+    walker: Walker,
+    arch: Arch,
+    hints: Hints | None,
+) -> None:
+    """Run the walk into ``args.format`` on ``out``."""
+    fmt = args.format
+    if fmt in ("jsonl", "csv"):
+        from pfnmap.decode.formats.rows import write_rows
+
+        write_rows(out, fmt, walker, arch, hints, merge=args.ranges,
+                   summary=lambda: summary(args, walker))  # fmt: skip
+        return
+    if fmt in ("qemu-tlb", "qemu-mem"):
+        from pfnmap.decode.formats.qemu import write_qemu_mem, write_qemu_tlb
+
+        (write_qemu_tlb if fmt == "qemu-tlb" else write_qemu_mem)(out, walker, arch, problem_line)
+    else:
+        from rich.text import Text
+
+        from pfnmap.decode.formats.table import write_table
+
+        write_table(console, walker, arch, hints, merge=args.ranges)
+        s = summary(args, walker)
+        line = Text(
+            f"{arch.name} root {s['root']} in {args.image}: {s['leaves']} leaf entries, "
+            f"{s['tables_read']} tables read, {s['problems']} problems"
+            + ("" if s["complete"] else " (walk stopped early)"),
+            style="bold",
+        )
+        console.print(line)
+        hint = summary_hint(walker)
+        if hint:
+            console.print(Text(f"hint: {hint}", style="yellow"))
+        return
+    if walker.problems:
+        print(f"{PROG}: {walker.problems} problems in the tables (above)", file=sys.stderr)
