@@ -172,3 +172,86 @@ def test_qemu_text_loads_neither_rich_nor_json(tmp_path: Path) -> None:
     got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert got.stderr.strip().splitlines()[-1] == "[] 0"
     assert got.stdout.count("\n") == meta["tlb_lines"]
+
+
+# the human table --------------------------------------------------------------------------------
+def _reference_table_rows(arch, walker, hints) -> list[str]:
+    """Each leaf's table row written the plain way, from the Leaf records (the view the
+    library has always offered), one f-string per cell."""
+    from pfnmap.decode.formats.table import FLAGS_WIDTH, VERDICT_SGR, size_text
+    from pfnmap.decode.walker import leaves
+
+    va_w = 16 if arch.va_bits > 32 else 8
+    pa_w = max(8, -(-arch.phys_bits // 4))
+    raw_w = max(lv.entry_bytes for lv in arch.levels) * 2
+    lvl_w = max(5, *(len(f.name) for f in arch.leaf_formats if f is not None))
+    show = hints is not None and hints.has_vmas
+    rows = []
+    for rec in leaves(walker, arch, hints):
+        flags = " ".join(rec.flags)
+        line = (
+            f"{rec.va:0{va_w}x}  {rec.pa:0{pa_w}x}  {size_text(rec.size):>5}  "
+            f"{rec.name:<{lvl_w}}  {rec.raw:0{raw_w}x}"
+        )
+        if show:
+            flags = flags.ljust(FLAGS_WIDTH)
+        if flags:
+            line += "  " + flags
+        if show:
+            line += "  " + (rec.verdict or "-")
+            if rec.reason and rec.verdict in ("bad pte", "unknown"):
+                line += f" ({rec.reason})"
+            assert rec.verdict is None or rec.verdict in VERDICT_SGR
+        rows.append(line)
+    return rows
+
+
+@pytest.mark.parametrize("with_hints", [False, True])
+def test_table_rows_are_the_leaves(arch_name: str, with_hints: bool) -> None:
+    from pfnmap.decode.formats import write_table
+
+    m = build_scenario(arch_name)
+    for proc in m.processes.values():
+        hints = machine_hints(m, proc) if with_hints else None
+        want = _reference_table_rows(m.arch, Walker(machine_image(m), m.arch, proc.mm.pgd), hints)
+        for chunk in (2, 1 << 14):
+            out = io.StringIO()
+            w = Walker(machine_image(m), m.arch, proc.mm.pgd, grouped=True)
+            assert write_table(out, w, m.arch, hints, chunk=chunk) == len(want)
+            head, rule, *rows = out.getvalue().splitlines()
+            assert head.split() == ["VA", "PA", "size", "level", "entry", "flags"] + (
+                ["verdict"] if with_hints else []
+            )
+            assert set(rule) == {"-"} and len(rule) >= len(head)
+            assert rows == want
+
+
+def test_table_of_a_real_kernel_has_a_row_per_leaf(qemu_fixture) -> None:
+    from pfnmap.decode.formats import write_table
+
+    image, arch, root = qemu_fixture
+    out = io.StringIO()
+    w = Walker(image, arch, root, grouped=True)
+    n = write_table(out, w, arch)
+    lines = out.getvalue().splitlines()[2:]
+    rows = [line for line in lines if not line.startswith("problem: ")]
+    assert n == w.leaf_entries == len(rows)
+    assert len(lines) - len(rows) == w.problems  # x86-pae: PDPTEs with reserved bits set
+    widths = {len(line.split("  ")[0]) for line in rows}
+    assert widths == {16 if arch.va_bits > 32 else 8}  # every VA cell the same width
+
+
+def test_table_colour_follows_the_terminal_conventions(monkeypatch) -> None:
+    from pfnmap.cli.decode_output import colour_for
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for var in ("FORCE_COLOR", "NO_COLOR", "TERM"):
+        monkeypatch.delenv(var, raising=False)
+    assert colour_for(Tty()) and not colour_for(io.StringIO())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not colour_for(Tty())
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    assert colour_for(io.StringIO())

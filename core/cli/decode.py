@@ -97,7 +97,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     decode.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=None,
         help="a progress bar on stderr (default: when stderr is a terminal and the image "
-        f"is {PROGRESS_MIN_BYTES >> 20} MiB or more)",
+        f"is {PROGRESS_MIN_BYTES >> 20} MiB or more; never while stdout is a terminal, where "
+        "the rows stream)",
     )  # fmt: skip
     decode.add_argument(
         "--max-tables", type=_positive, metavar="N",

@@ -4,6 +4,7 @@ the problems on stderr (imported only when ``decode`` runs)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -57,22 +58,42 @@ def write_output(
 
         (write_qemu_tlb if fmt == "qemu-tlb" else write_qemu_mem)(out, walker, arch, problem_line)
     else:
-        from rich.text import Text
-
-        from pfnmap.decode.formats.table import write_table
-
-        write_table(console, walker, arch, hints, merge=args.ranges)
-        s = summary(args, walker)
-        line = Text(
-            f"{arch.name} root {s['root']} in {args.image}: {s['leaves']} leaf entries, "
-            f"{s['tables_read']} tables read, {s['problems']} problems"
-            + ("" if s["complete"] else " (walk stopped early)"),
-            style="bold",
-        )
-        console.print(line)
-        hint = summary_hint(walker)
-        if hint:
-            console.print(Text(f"hint: {hint}", style="yellow"))
+        write_human_table(args, out, walker, arch, hints)
         return
     if walker.problems:
         print(f"{PROG}: {walker.problems} problems in the tables (above)", file=sys.stderr)
+
+
+def colour_for(out: TextIO) -> bool:
+    """Whether to colour what goes to ``out``: a terminal, unless NO_COLOR is set or TERM is
+    dumb; FORCE_COLOR forces it (the conventions rich follows too)."""
+    env = os.environ
+    if env.get("FORCE_COLOR"):
+        return True
+    if env.get("NO_COLOR") or env.get("TERM") == "dumb":
+        return False
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def write_human_table(
+    args: argparse.Namespace, out: TextIO, walker: Walker, arch: Arch, hints: Hints | None
+) -> None:
+    """``--format table``: the rows as they are decoded, then the summary line (and a hint
+    when the walk looks like the wrong arch or root)."""
+    from pfnmap.decode.formats.table import sgr, write_table
+
+    colour = colour_for(out)
+    write_table(out, walker, arch, hints, merge=args.ranges, colour=colour)
+    s = summary(args, walker)
+    line = (
+        f"{arch.name} root {s['root']} in {args.image}: {s['leaves']} leaf entries, "
+        f"{s['tables_read']} tables read, {s['problems']} problems"
+        + ("" if s["complete"] else " (walk stopped early)")
+    )
+    out.write(sgr(line, "1", colour) + "\n")
+    hint = summary_hint(walker)
+    if hint:
+        out.write(sgr(f"hint: {hint}", "33", colour) + "\n")

@@ -58,33 +58,28 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
-def _progress(args: argparse.Namespace, console: Console, image_size: int) -> Progress | None:
-    """The progress bar, or None. By default it shows when stderr is a terminal, the image is
-    large, and the output does not stream to the same terminal (the human table does: then
-    the bar shares its console, which keeps it below the rows). Never on stdout's data."""
+def _progress(args: argparse.Namespace, image_size: int) -> Progress | None:
+    """The progress bar (on stderr), or None. By default it shows when stderr is a terminal
+    and the image is large; never while stdout is a terminal too, where the rows stream (they
+    are the progress, and a live bar would be drawn through them). Never on stdout's data."""
     want = args.progress
     if want is None:
-        want = (
-            _isatty(sys.stderr)
-            and image_size >= PROGRESS_MIN_BYTES
-            and (args.format == "table" or not _isatty(sys.stdout))
-        )
-    if not want:
+        want = _isatty(sys.stderr) and image_size >= PROGRESS_MIN_BYTES
+    if not want or _isatty(sys.stdout):
         return None
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-    shared = args.format == "table" and console.is_terminal
     return Progress(
         TextColumn("decoding"),
         BarColumn(),
         TaskProgressColumn(),
         TextColumn("{task.fields[tables]} tables"),
         TimeElapsedColumn(),
-        console=console if shared else Console(stderr=True),
+        console=Console(stderr=True),
         transient=True,
-        redirect_stdout=False,  # JSON lines and CSV go to stdout untouched
-        redirect_stderr=not shared,
+        redirect_stdout=False,  # the rows go to stdout untouched
+        redirect_stderr=True,
     )
 
 
@@ -100,7 +95,7 @@ def cmd_decode(args: argparse.Namespace, console: Console) -> int:
     with open_image(args.image, args.base, args.image_format) as image:
         check_elf_arch(image, arch, default_registry().arches.values())
         walker = Walker(image, arch, args.root, max_tables=args.max_tables, grouped=True)
-        bar = _progress(args, console, image.size)
+        bar = _progress(args, image.size)
         if bar is not None:
             task = bar.add_task("decode", total=walker.va_total, tables=0)
 
