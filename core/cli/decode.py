@@ -48,6 +48,18 @@ def _positive(text: str) -> int:
     return value
 
 
+def _size(text: str) -> int:
+    from pfnmap.kernel.units import parse_size
+
+    try:
+        value = parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive size")
+    return value
+
+
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register ``decode`` and ``dump`` on the ``pfnmap`` subcommand parser."""
     decode = commands.add_parser(
@@ -74,7 +86,21 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     decode.add_argument(
         "--format", choices=OUTPUT_FORMATS, default="table",
-        help="table (default), jsonl, csv, or QEMU's x86 monitor text: qemu-tlb, qemu-mem",
+        help="table (default), jsonl, csv, QEMU's x86 monitor text (qemu-tlb, qemu-mem), or "
+        "summary (leaves per level and page size, problems per kind)",
+    )  # fmt: skip
+    decode.add_argument(
+        "--va-range", metavar="RANGE",
+        help="only leaves whose page overlaps START-END (END exclusive) or START+SIZE",
+    )  # fmt: skip
+    space = decode.add_mutually_exclusive_group()
+    space.add_argument("--user", action="store_true",
+                       help="only user space: below the arch's TASK_SIZE")  # fmt: skip
+    space.add_argument("--kernel", action="store_true",
+                       help="only kernel space: from the arch's TASK_SIZE up")  # fmt: skip
+    decode.add_argument(
+        "--min-size", type=_size, metavar="SIZE",
+        help="only leaves of at least SIZE bytes (2M: the large pages)",
     )  # fmt: skip
     decode.add_argument(
         "--ranges", action="store_true",

@@ -32,6 +32,7 @@ COMMANDS = (
     "pfnmap.cli.demo_command",
     "pfnmap.cli.compare",
     "pfnmap.cli.decode",
+    "pfnmap.cli.vtop",
 )
 #: struct pages cost host memory per emulated page; the story needs only a few MiB
 MAX_DEMO_RAM = 16 << 30
