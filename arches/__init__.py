@@ -1,9 +1,6 @@
-"""Built-in arch plugins. Each module is a plain pluggy plugin with ``@hookimpl`` functions."""
+"""Built-in arch plugins. Each module is a plain pluggy plugin with ``@hookimpl`` functions; the
+plugin manager registers them by name (:data:`pfnmap.plugins.BUILTIN_ARCH_MODULES`). This
+package's own top level stays import-free: the command line reads :data:`DEFAULT_ARCH` from it."""
 
-BUILTIN_ARCH_MODULES = (
-    "pfnmap.arches.x86_64",
-    "pfnmap.arches.x86_2level",
-    "pfnmap.arches.x86_pae",
-    "pfnmap.arches.x86_la57",
-    "pfnmap.arches.sparc64",
-)
+#: the arch a Machine, the demo and the commands use when none is named
+DEFAULT_ARCH = "x86-64"

@@ -77,7 +77,7 @@ import numpy as np
 from pfnmap.arch import Arch, Level
 from pfnmap.errors import KernelBug, KernelError
 from pfnmap.kernel.constants import VM_IO, VM_PFNMAP, VM_RESERVED
-from pfnmap.kernel.pgtable import walk_to_table
+from pfnmap.kernel.pgtable import addr_end, walk_to_table
 from pfnmap.plugins import hookimpl
 
 if TYPE_CHECKING:
@@ -448,7 +448,7 @@ def io_pte_values(
     out: list[int] = []
     a = addr
     while a < end:
-        pmd_end = min((a | (PMD_SIZE - 1)) + 1, end)
+        pmd_end = addr_end(a, PMD_SIZE, end)
         while a < pmd_end:
             run, szbits = PAGE_SIZE, 0
             if not a & 0xFFFF:
@@ -468,7 +468,7 @@ def io_pte_values(
 def _pte_chunks(addr: int, end: int):
     """(address, first index, count) for each pte table ``[addr, end)`` touches."""
     while addr < end:
-        nxt = min((addr | (PMD_SIZE - 1)) + 1, end)
+        nxt = addr_end(addr, PMD_SIZE, end)
         yield addr, (addr >> PAGE_SHIFT) & ((1 << PTE_BITS) - 1), (nxt - addr) >> PAGE_SHIFT
         addr = nxt
 

@@ -129,10 +129,9 @@ class X86Arch(Arch):
         self._PAGE_FILE = m("dirty")  # the same bit, when not present
         self._PAGE_PROTNONE = m("protnone")
         self._PAGE_PSE = m("protnone")  # bit 7 is PSE in pmd/pud entries
-        self._PAGE_GLOBAL = m("global_")
         #: _PAGE_SPECIAL = _PAGE_BIT_UNUSED1 (bit 9, the lowest "avl" bit), as x86 defined it
         #: when it implemented pte_special (posted 2008-05, in -mm 2008-06); unused in 2.6.15
-        self._PAGE_SPECIAL = self.special_mask = 1 << pte.fields["avl"].shift
+        self.special_mask = 1 << pte.fields["avl"].shift
         #: 0 where the entry has no NX bit (i386 without PAE), as the kernel defines it
         self._PAGE_NX = m("nx") if "nx" in pte.fields else 0
         #: PHYSICAL_PAGE_MASK: the PA bits of a pte in this mode (x86-64: __PHYSICAL_MASK)

@@ -60,7 +60,7 @@ from pfnmap.kernel.constants import (
 )
 
 if TYPE_CHECKING:
-    from pfnmap.kernel.memory import Verdict
+    from pfnmap.kernel.normal_page import Verdict
     from pfnmap.kernel.physmem import IORegion
     from pfnmap.kernel.rules import SEED, KernelRules
     from pfnmap.machine import Machine, PageInfo, Process, PteInfo
@@ -73,7 +73,7 @@ _LAZY = {
     "PageInfo": "pfnmap.machine",
     "Process": "pfnmap.machine",
     "PteInfo": "pfnmap.machine",
-    "Verdict": "pfnmap.kernel.memory",
+    "Verdict": "pfnmap.kernel.normal_page",
     "IORegion": "pfnmap.kernel.physmem",
     "SEED": "pfnmap.kernel.rules",
     "KernelRules": "pfnmap.kernel.rules",

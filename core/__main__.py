@@ -2,6 +2,6 @@
 
 import sys
 
-from pfnmap.cli import main
+from pfnmap.cli.main import main
 
 sys.exit(main())

@@ -17,7 +17,25 @@ ENTRY_POINT_GROUP = "pfnmap.arches"
 #: any non-empty value skips loading entry-point plugins (like PYTEST_DISABLE_PLUGIN_AUTOLOAD)
 DISABLE_AUTOLOAD_ENV = "PFNMAP_DISABLE_PLUGIN_AUTOLOAD"
 
+#: the built-in arch plugins (arches/), registered by module name before any entry point, as
+#: pytest registers its builtin plugins
+BUILTIN_ARCH_MODULES = (
+    "pfnmap.arches.x86_64",
+    "pfnmap.arches.x86_2level",
+    "pfnmap.arches.x86_pae",
+    "pfnmap.arches.x86_la57",
+    "pfnmap.arches.sparc64",
+    "pfnmap.arches.arm64",
+)
+
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
-__all__ = ["DISABLE_AUTOLOAD_ENV", "ENTRY_POINT_GROUP", "PROJECT_NAME", "hookimpl", "hookspec"]
+__all__ = [
+    "BUILTIN_ARCH_MODULES",
+    "DISABLE_AUTOLOAD_ENV",
+    "ENTRY_POINT_GROUP",
+    "PROJECT_NAME",
+    "hookimpl",
+    "hookspec",
+]

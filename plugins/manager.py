@@ -19,9 +19,14 @@ from functools import lru_cache
 import pluggy
 
 from pfnmap.arch import Arch
-from pfnmap.arches import BUILTIN_ARCH_MODULES
 from pfnmap.errors import PluginError, PluginWarning, UnknownArch
-from pfnmap.plugins import DISABLE_AUTOLOAD_ENV, ENTRY_POINT_GROUP, PROJECT_NAME, hookspecs
+from pfnmap.plugins import (
+    BUILTIN_ARCH_MODULES,
+    DISABLE_AUTOLOAD_ENV,
+    ENTRY_POINT_GROUP,
+    PROJECT_NAME,
+    hookspecs,
+)
 from pfnmap.plugins.validation import validate_arch
 
 

@@ -14,6 +14,7 @@ from pfnmap import SEED, IORegion, Machine, Process
 from pfnmap.kernel.constants import VM_INSERTPAGE, VM_IO, VM_PFNMAP
 from pfnmap.kernel.mm import VmArea
 from pfnmap.kernel.pgtable import pte_offset
+from pfnmap.testing.machines import finish
 
 
 def io_region(machine: Machine) -> IORegion:
@@ -103,19 +104,6 @@ def planted_pte(proc: Process, addr: int, value: int) -> Iterator[int]:
         yield old
     finally:
         tables.write_pte(slot, old)
-
-
-def finish(machine: Machine) -> None:
-    """The same end-of-test checks as the ``machine`` fixture, for machines a test builds."""
-    machine.check_invariants()
-    for proc in list(machine.processes.values()):
-        proc.exit()
-    machine.check_invariants()
-    assert not machine.processes
-    leaked = [
-        pfn for pfn in range(machine.phys.nr_pages) if "pgtable" in machine.phys.flag_names(pfn)
-    ]
-    assert not leaked, f"page-table frames left after every process exited: {leaked}"
 
 
 #: the "2.6.15 / 2.6.16" row of kernel-reference §7, as changes to the seed's rules: rc4's

@@ -157,7 +157,7 @@ def test_flag_constants(x64: Arch) -> None:
     assert x64._PAGE_ACCESSED == 0x020
     assert x64._PAGE_DIRTY == x64._PAGE_FILE == 0x040
     assert x64._PAGE_PROTNONE == x64._PAGE_PSE == 0x080
-    assert x64._PAGE_GLOBAL == 0x100
+    assert x64.pte_format.mask("global_") == 0x100
     assert x64._PAGE_NX == 0x8000000000000000
     assert x64.PTE_MASK == 0x00003FFFFFFFF000
     assert x64._PAGE_TABLE == 0x67

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from pfnmap import MAP_SHARED, PROT_NONE, PROT_READ, PROT_WRITE, Machine
 from pfnmap.arch.vector import VecMap, VecPredicate, table_ops
-from pfnmap.arches import BUILTIN_ARCH_MODULES
 from pfnmap.decode.dump import build_scenario, machine_hints
 from pfnmap.decode.hints import (
     UNKNOWN,
@@ -48,6 +47,7 @@ from pfnmap.decode.walker import (
     ranges,
 )
 from pfnmap.kernel.constants import VM_IO, VM_MAYWRITE, VM_PFNMAP, VM_READ, VM_SHARED, VM_WRITE
+from pfnmap.plugins import BUILTIN_ARCH_MODULES
 from pfnmap.plugins.manager import default_registry
 
 ARCHES = default_registry().names()
@@ -522,7 +522,7 @@ def _bad_inputs(files: dict) -> list[tuple[list[str], int, str]]:
         (decode + [img, "--arch", "x86-64", "--root", "0xZZ"], 2, "is not an address"),
         (decode + [img, "--arch", "x86-64", "--root", root, "--ram", "9-1"], 2, "--ram"),
         (decode + [img, "--arch", "sparc64", "--root", root, "--format", "qemu-tlb"], 2,
-         "QEMU's x86 monitor"),
+         "QEMU's monitor text for the paging modes"),
         (decode + [img, "--arch", "x86-64"], 2, "--root"),
     ]  # fmt: skip
 

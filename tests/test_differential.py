@@ -108,13 +108,7 @@ KINDS = ["anon", "anon-shared", "file", "devmem-io", "devmem-ram"]
 UNREADABLE = "a vma without VM_READ"
 RAW_PFN_COW = "a page COWed from a raw pfn"
 
-settings.register_profile(
-    "nightly",
-    max_examples=300,
-    stateful_step_count=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+# the "nightly" profile is registered in conftest.py
 NIGHTLY = os.environ.get("HYPOTHESIS_PROFILE") == "nightly"
 FAST = settings(
     max_examples=50,

@@ -52,7 +52,7 @@ from pfnmap.kernel.constants import (
     VM_SHARED,
     VM_WRITE,
 )
-from pfnmap.kernel.memory import classify_pte
+from pfnmap.kernel.normal_page import classify_pte
 from pfnmap.kernel.remap import remap_pfn_range, vm_insert_mixed, vm_insert_page, vm_insert_pfn
 from pfnmap.kernel.rules import ERAS, UNPAGED, V2_6_15, V2_6_26, VM_UNPAGED, UnknownEra, rules_for
 from pfnmap.machine.invariants import InvariantError

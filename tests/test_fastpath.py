@@ -36,6 +36,7 @@ from pfnmap.arch.vector import reserved_mask
 from pfnmap.decode.image import machine_image, open_image
 from pfnmap.decode.walker import LeafBatch, Problem, Walker, leaves, ranges
 from pfnmap.errors import PfnmapError
+from pfnmap.kernel import memory
 from pfnmap.kernel.constants import (
     MAP_ANONYMOUS,
     MAP_PRIVATE,
@@ -44,8 +45,7 @@ from pfnmap.kernel.constants import (
     PROT_READ,
     PROT_WRITE,
 )
-from pfnmap.kernel.fastpath import pte_verdicts
-from pfnmap.kernel.memory import Verdict, vm_normal_page_verdict
+from pfnmap.kernel.normal_page import Verdict, pte_verdicts, vm_normal_page_verdict
 from pfnmap.kernel.pgtable import pte_offset
 from pfnmap.kernel.rules import ERAS
 from pfnmap.plugins.manager import default_registry
@@ -236,9 +236,14 @@ def step(w: World, op: tuple) -> None:
             proc.exit()
 
 
-def play(arch: str, era: str, fast: bool, program: list[tuple]) -> list[tuple[Any, ...]]:
-    """Run the program; the snapshot (and how each step ended) after every step."""
+def play(
+    arch: str, era: str, fast: bool, program: list[tuple], keep: list[Machine] | None = None
+) -> list[tuple[Any, ...]]:
+    """Run the program; the snapshot (and how each step ended) after every step. The machine
+    is appended to ``keep`` when one is given."""
     w = World(_machine(arch, era, fast))
+    if keep is not None:
+        keep.append(w.m)
     w.procs.append(w.m.spawn("p0"))
     w.maps.append({})
     out = []
@@ -338,6 +343,48 @@ def test_every_kind_of_pte_both_ways(arch: str, era: str) -> None:
     assert len(fast) >= len(A_PROGRAM) - 1
 
 
+#: A_PROGRAM without its planted ptes: every pte is one the kernel itself wrote
+WELL_FORMED = [op for op in A_PROGRAM if op[0] != "inject"]
+
+
+def assert_bulk_never_falls_back(arch: str, era: str) -> None:
+    machines: list[Machine] = []
+    outcomes = play(arch, era, True, WELL_FORMED, keep=machines)
+    assert not [o for _, o, _ in outcomes if o.startswith("KernelBug")], outcomes
+    bulk = machines[0].tables.bulk
+    assert bulk.copy_tables > 0 and bulk.zap_tables > 0, bulk
+    assert bulk.fallbacks == 0, bulk
+
+
+#: before the seed, a VM_UNPAGED pte whose pfn has a struct page (a COWed /dev/mem page) needs
+#: page_is_anon(), which reads struct page state: the scalar path decides those tables by design
+LINEAR_RULE_ERAS = [name for name, rules in ERAS.items() if rules.vm_normal_page_rule == "vm_pgoff"]
+
+
+@pytest.mark.parametrize("era", LINEAR_RULE_ERAS)
+@pytest.mark.parametrize("arch", ARCHES)
+def test_well_formed_ptes_never_fall_back(arch: str, era: str) -> None:
+    """Every mapping kind, COW children, partial unmaps and PROT_NONE, and no planted pte: fork
+    and munmap do every pte table in bulk (the counters say so), none by the scalar loop."""
+    assert_bulk_never_falls_back(arch, era)
+
+
+@pytest.mark.parametrize("which", ["try_copy_pte_range", "try_zap_pte_range"])
+def test_a_bulk_path_switched_off_is_noticed(which: str, monkeypatch) -> None:
+    """If either bulk form stopped working (it refuses every table), the test above fails: the
+    scalar fallback alone would keep every other test green."""
+    monkeypatch.setattr(memory, which, lambda *args: False)
+    with pytest.raises(AssertionError, match="fallbacks"):
+        assert_bulk_never_falls_back("x86-64", "seed")
+
+
+def test_planted_bad_ptes_fall_back_to_the_scalar_path() -> None:
+    machines: list[Machine] = []
+    play("x86-64", "seed", True, [*WELL_FORMED[:-2], ("inject", 0, 0, 2, "bad"), ("fork", 0)],
+         keep=machines)  # fmt: skip
+    assert machines[0].tables.bulk.copy_fallbacks >= 1
+
+
 @pytest.mark.parametrize("era", ERA_NAMES)
 @pytest.mark.parametrize("arch", ARCHES)
 def test_scenarios_observe_the_same_both_ways(arch: str, era: str) -> None:
@@ -378,7 +425,7 @@ def test_pte_verdicts_agree_with_classify_pte(arch: str) -> None:
             values[-1] = m.arch.pte_mkspecial(values[-1])
             ptes = np.array(values, dtype=np.uint64)
             present = m.arch.ptes_present(ptes)
-            got = pte_verdicts(m.arch, m.rules, m.phys.nr_pages, vma, vma.vm_start, ptes, present)
+            got = pte_verdicts(m.arch, m.rules, m.phys.pfns_valid, vma, vma.vm_start, ptes, present)
             for k, pte in enumerate(values):
                 verdict, _, _ = vm_normal_page_verdict(vma, vma.vm_start + k * ps, pte)
                 if got is None:  # page_is_anon decides: the scalar path must be taken

@@ -44,13 +44,12 @@ from pfnmap import (
     PluginError,
     UnknownArch,
 )
-from pfnmap.arches import BUILTIN_ARCH_MODULES
 from pfnmap.arches.x86_64 import X86_64
 from pfnmap.kernel.constants import VM_IO, VM_PFNMAP, VM_RESERVED
-from pfnmap.kernel.memory import Verdict
+from pfnmap.kernel.normal_page import Verdict
 from pfnmap.kernel.pgtable import pte_offset
 from pfnmap.kernel.remap import remap_pfn_range
-from pfnmap.plugins import DISABLE_AUTOLOAD_ENV, ENTRY_POINT_GROUP, hookimpl
+from pfnmap.plugins import BUILTIN_ARCH_MODULES, DISABLE_AUTOLOAD_ENV, ENTRY_POINT_GROUP, hookimpl
 from pfnmap.plugins.manager import (
     ArchRegistry,
     PluginWarning,
@@ -61,6 +60,7 @@ from pfnmap.plugins.manager import (
     make_plugin_manager,
 )
 from pfnmap.plugins.validation import validate_arch
+from pfnmap.testing.machines import finish
 
 
 @pytest.fixture
@@ -445,13 +445,6 @@ def _map_fb0(machine: Machine, npages: int = 4, offset_pages: int = 0) -> tuple[
     return proc, addr, proc.mm.find_vma(addr)
 
 
-def _teardown(machine: Machine) -> None:
-    machine.check_invariants()
-    for proc in list(machine.processes.values()):
-        proc.exit()
-    machine.check_invariants()
-
-
 def test_io_remap_default_is_remap_pfn_range() -> None:
     """x86: io_remap_pfn_range is remap_pfn_range: VM_IO|VM_RESERVED|VM_PFNMAP, vm_pgoff = the
     region's pfn, and raw pfn ptes that reach the device's bytes."""
@@ -469,7 +462,7 @@ def test_io_remap_default_is_remap_pfn_range() -> None:
         assert info.raw == machine.arch.pfn_pte(pfn + i, vma.vm_page_prot)
     assert proc.read(addr + 100, 16) == machine.phys.read((pfn << shift) + 100, 16)
     assert proc.rss() == {"file_rss": 0, "anon_rss": 0, "rss": 0}
-    _teardown(machine)
+    finish(machine)
 
 
 class UncachedIoRemap(X86_64):
@@ -505,7 +498,7 @@ def test_arch_io_remap_wins() -> None:
     info = proc.lookup(addr)
     assert info.raw == arch.pfn_pte(call["pfn"], arch.pgprot_noncached(call["prot"]))
     assert info.raw != arch.pfn_pte(call["pfn"], call["prot"])
-    _teardown(machine)
+    finish(machine)
 
 
 def test_arch_io_remap_may_hand_back() -> None:
@@ -516,7 +509,7 @@ def test_arch_io_remap_may_hand_back() -> None:
     assert len(arch.calls) == 1
     assert vma.vm_flags & VM_PFNMAP
     assert proc.lookup(addr).raw == machine.arch.pfn_pte(vma.vm_pgoff, vma.vm_page_prot)
-    _teardown(machine)
+    finish(machine)
 
 
 def test_an_observer_on_one_machine_never_sees_another() -> None:
@@ -532,8 +525,8 @@ def test_an_observer_on_one_machine_never_sees_another() -> None:
     assert len(tracer.faults) == 1
     assert default_plugin_manager().get_plugin("tracer") is None
     assert second.plugin_manager.get_plugin("tracer") is None
-    _teardown(first)
-    _teardown(second)
+    finish(first)
+    finish(second)
 
 
 def test_a_callers_manager_lends_its_plugins_to_the_machine() -> None:
@@ -544,7 +537,7 @@ def test_a_callers_manager_lends_its_plugins_to_the_machine() -> None:
     proc = machine.spawn("t")
     proc.write(proc.mmap(machine.arch.page_size), b"x")
     assert tracer.machines == {id(machine)}
-    _teardown(machine)
+    finish(machine)
 
 
 def test_default_machine_does_not_see_custom_managers() -> None:
@@ -555,7 +548,7 @@ def test_default_machine_does_not_see_custom_managers() -> None:
     proc = machine.spawn("t")
     proc.write(proc.mmap(machine.arch.page_size), b"x")
     assert tracer.faults == []
-    _teardown(machine)
+    finish(machine)
 
 
 # observers -----------------------------------------------------------------------------------
@@ -566,7 +559,7 @@ def traced() -> Iterator[tuple[Machine, Tracer]]:
     pm.register(tracer, name="tracer")
     machine = Machine(ram="16M", plugin_manager=pm)
     yield machine, tracer
-    _teardown(machine)
+    finish(machine)
 
 
 def test_tracer_sees_every_fault(traced: tuple[Machine, Tracer]) -> None:

@@ -39,6 +39,7 @@ from pfnmap.kernel.memory import zap_page_range
 from pfnmap.kernel.pgtable import lookup
 from pfnmap.machine.invariants import InvariantError
 from pfnmap.plugins.manager import get_arch
+from pfnmap.testing.machines import finish
 
 RW = PROT_READ | PROT_WRITE
 K = 1 << 10
@@ -180,14 +181,6 @@ def assert_untouched_but_tables(machine: Machine, before: dict) -> None:
         if not (before[pfn][2] or after[pfn][2]) and before[pfn] != after[pfn]
     }
     assert not changed
-
-
-def finish(machine: Machine) -> None:
-    machine.check_invariants()
-    for proc in list(machine.processes.values()):
-        proc.exit()
-    machine.check_invariants()
-    assert not any("pgtable" in machine.phys.flag_names(p) for p in range(machine.phys.nr_pages))
 
 
 # the layouts against the header ----------------------------------------------------------------

@@ -22,7 +22,8 @@ from helpers import (
 )
 
 from pfnmap import MAP_PRIVATE, MAP_SHARED, O_RDONLY, PROT_READ, PROT_WRITE, Machine, Verdict
-from pfnmap.kernel.memory import vm_normal_page, zap_page_range
+from pfnmap.kernel.memory import zap_page_range
+from pfnmap.kernel.normal_page import vm_normal_page
 from pfnmap.kernel.remap import remap_pfn_range
 from pfnmap.machine.invariants import InvariantError
 

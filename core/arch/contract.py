@@ -370,6 +370,33 @@ class Arch:
         that overrides it returns 0 or raises KernelError, as remap_pfn_range does."""
         return NotImplemented
 
+    # decoder facts (neutral defaults: an arch without them decodes as before) -----------------
+    #: names of the registers a root may be given as (arm64: "ttbr0", "ttbr1"); see
+    #: :meth:`root_from_register`
+    root_registers: ClassVar[tuple[str, ...]] = ()
+    #: the bit that marks a leaf as part of a contiguous-hint group (arm64's PTE_CONT), 0 if none
+    contiguous_mask: int = 0
+
+    def root_from_register(self, register: str, value: int) -> tuple[int, int]:
+        """(table address, VA of the table's first entry) for a translation-table base register
+        value: the register's other fields (ASID, CnP) stripped. ValueError for a register the
+        arch lacks or a value with reserved bits set."""
+        raise ValueError(f"{self.name} has no root register {register!r}")
+
+    def contiguous_entries(self, level: int) -> int:
+        """Entries in a contiguous-hint group of ``level``'s leaves (0: no such groups)."""
+        return 0
+
+    def contiguous_attr_mask(self, level: int) -> int:
+        """The bits every leaf of a contiguous group must share (besides its address)."""
+        return 0
+
+    def reserved_encodings(self, level: int, raw: np.ndarray) -> tuple[np.ndarray, str] | None:
+        """Which of a table's non-zero entries ``raw`` (uint64) use an encoding the MMU treats
+        as a fault though the layout would decode them (arm64: a block descriptor at level 3
+        or where the granule has no blocks), with the reason; None where there are none."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -10,7 +10,8 @@ the arch's own methods, once per arch and level:
   one: an AND mask, sparc64's ``<< 11``, PSE-36's bits 16..13 to 35..32) becomes a list of
   ``(mask, shift)`` pairs;
 - a predicate that is "any of these bits" (``pte_present``) or "all of these bits"
-  (``pmd_large``: PSE and PRESENT) becomes one mask.
+  (``pmd_large``: PSE and PRESENT) becomes one mask; one that is "these bits have these
+  values" (arm64's ``pmd_sect``: VALID set and TABLE_BIT clear) a mask and a value.
 
 Each derived form is then checked against the method on every single bit, on all ones, and on
 a few hundred pseudo-random entries. An operation that fits neither form (a third-party arch
@@ -144,14 +145,18 @@ class VecMap:
 
 
 class VecPredicate:
-    """An int -> bool operation over uint64 arrays: "any of mask", "all of mask", or per entry."""
+    """An int -> bool operation over uint64 arrays: "any of mask", "all of mask",
+    "masked bits equal a value" (``eq``), or per entry."""
 
     def __init__(self, func: Callable[[int], bool], width: int) -> None:
         self.func = func
-        self.form: tuple[str, int] | None = self._derive(func, width)
+        derived = self._derive(func, width)
+        self.form: tuple[str, int] | None = derived[:2] if derived else None
+        #: the value the masked bits must have (the ``eq`` form; the mask itself for ``all``)
+        self.value = derived[2] if derived else 0
 
     @staticmethod
-    def _derive(func: Callable[[int], bool], width: int) -> tuple[str, int] | None:
+    def _derive(func: Callable[[int], bool], width: int) -> tuple[str, int, int] | None:
         try:
             ones = (1 << width) - 1
             samples = _samples(width)
@@ -160,14 +165,24 @@ class VecPredicate:
                 if func(1 << b):
                     any_mask |= 1 << b
             if not func(0) and all(bool(func(x)) == bool(x & any_mask) for x in samples):
-                return ("any", any_mask)
+                return ("any", any_mask, 0)
             if func(ones):
                 all_mask = 0
                 for b in range(width):
                     if not func(ones ^ (1 << b)):
                         all_mask |= 1 << b
                 if all(bool(func(x)) == (x & all_mask == all_mask) for x in samples):
-                    return ("all", all_mask)
+                    return ("all", all_mask, all_mask)
+            # "x & mask == value": from one entry that holds, the bits whose flip breaks it
+            base = next((x for x in samples if func(x)), None)
+            if base is not None:
+                eq_mask = 0
+                for b in range(width):
+                    if not func(base ^ (1 << b)):
+                        eq_mask |= 1 << b
+                value = base & eq_mask
+                if all(bool(func(x)) == (x & eq_mask == value) for x in samples):
+                    return ("eq", eq_mask, value)
         except Exception:  # see VecMap._derive
             return None
         return None
@@ -197,7 +212,7 @@ class VecPredicate:
         masked = np.bitwise_and(values, m, out=scratch)
         if kind == "any":
             return np.not_equal(masked, np.uint64(0), out=out)
-        return np.equal(masked, m, out=out)
+        return np.equal(masked, _u64(self.value), out=out)
 
     def holds_for_all(self, values: np.ndarray) -> bool:
         """A quick sufficient test, one reduction: True when the predicate surely holds for
@@ -207,7 +222,13 @@ class VecPredicate:
             return False
         kind, mask = self.form
         common = int(np.bitwise_and.reduce(values)) & mask
-        return bool(common) if kind == "any" else common == mask
+        if kind == "any":
+            return bool(common)
+        if kind == "all":
+            return common == mask
+        # eq: every value has the 1 bits of value and none of its 0 bits
+        either = int(np.bitwise_or.reduce(values)) & mask
+        return common == self.value and either == self.value
 
 
 @dataclass(frozen=True)

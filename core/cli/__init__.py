@@ -1,6 +1,3 @@
-"""The command line (``pfnmap``): the top layer. Each command's module is imported only when
-that command runs, so ``pfnmap --help`` loads argparse and little else."""
-
-from pfnmap.cli.main import main
-
-__all__ = ["main"]
+"""The command line (``pfnmap``): the top layer. :mod:`pfnmap.cli.main` parses and dispatches;
+each command's module is imported only when that command runs, so ``pfnmap --help`` loads
+argparse and little else."""

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 
+from pfnmap.arches import DEFAULT_ARCH
 from pfnmap.cli.main import UsageError, lazy_command
 from pfnmap.kernel.rules import ERAS, UnknownEra, rules_for
+from pfnmap.render.paths import html_path
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -32,7 +34,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help=f"eras to compare, comma separated (default: all: {','.join(ERAS)})",
     )
     parser.add_argument(
-        "--arch", default="x86-64", metavar="NAME", help="arch to run on (default: x86-64)"
+        "--arch",
+        default=DEFAULT_ARCH,
+        metavar="NAME",
+        help=f"arch to run on (default: {DEFAULT_ARCH})",
     )
     parser.add_argument(
         "--format", choices=("table", "json"), default="table", help="output (default: table)"
@@ -41,6 +46,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--all", action="store_true", help="show every observation, not only the differing ones"
     )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    parser.add_argument(
+        "--html",
+        metavar="OUT",
+        type=html_path,
+        help="also write the eras side by side as one HTML file",
+    )
     parser.set_defaults(func=lazy_command("pfnmap.cli.compare_run", "cmd_compare"))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from rich.console import Console
 from rich.table import Table
@@ -29,11 +30,25 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     eras = eras_arg(args.eras)
     if args.arch == "all":
         raise UsageError("argument --arch: compare runs on one arch")
+    html_out = None
+    if args.html:
+        from pfnmap.cli.run_run import html_target
+
+        html_out = html_target(args.html)
     result = compare(args.scenario, eras, arch_names(args.arch)[0])
     if args.format == "json":
         console.file.write(json.dumps(result.as_dict(), indent=2, default=str) + "\n")
     else:
         render_comparison(console, result, show_all=args.all)
+    if html_out is not None:
+        from pfnmap.render.html import HtmlError, write_compare_html
+
+        try:
+            write_compare_html(html_out, result)
+        except HtmlError as exc:
+            raise UsageError(f"argument --html: {exc}") from None
+        # the JSON on stdout stays JSON: the note goes to stderr
+        print(f"wrote {html_out}", file=sys.stderr if args.format == "json" else sys.stdout)
     return 0
 
 

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 
+from pfnmap.arches import DEFAULT_ARCH
 from pfnmap.cli.main import lazy_command, ram_size
 from pfnmap.decode.catalog import DUMP_FORMATS, IMAGE_FORMATS, OUTPUT_FORMATS
 from pfnmap.kernel.rules import ERAS, SEED
+from pfnmap.render.paths import html_path
 
 #: images from this size up get a progress bar when stderr is a terminal
 PROGRESS_MIN_BYTES = 64 << 20
@@ -36,6 +38,17 @@ def _address(text: str) -> int:
     if value < 0 or value >= 1 << 64:
         raise argparse.ArgumentTypeError(f"{text} is not a 64-bit physical address")
     return value
+
+
+def _root(text: str) -> int | tuple[str, int]:
+    """A table address, or ``REGISTER:VALUE`` (``ttbr0:0x...``): a translation-table base
+    register's value, whose other fields the arch strips (Arch.root_from_register)."""
+    register, sep, value = text.partition(":")
+    if not sep:
+        return _address(text)
+    if not register.isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r} is not ADDR or REGISTER:VALUE")
+    return register.lower(), _address(value)
 
 
 def _positive(text: str) -> int:
@@ -73,8 +86,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     decode.add_argument("image", metavar="IMAGE", help="raw image or ELF core")
     decode.add_argument("--arch", required=True, metavar="NAME", help="paging mode (see arches)")
     decode.add_argument(
-        "--root", required=True, type=_address, metavar="ADDR",
-        help="physical address of the top-level table (CR3 without its flag bits)",
+        "--root", required=True, type=_root, metavar="ADDR",
+        help="physical address of the top-level table (CR3 without its flag bits), or, for an "
+        "arch that names its base registers, REGISTER:VALUE (ttbr0:0x..., ttbr1:0x...): the "
+        "register's other fields (ASID, CnP) are stripped, and ttbr1 walks the kernel half",
     )  # fmt: skip
     decode.add_argument(
         "--base", type=_address, metavar="ADDR",
@@ -86,8 +101,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     decode.add_argument(
         "--format", choices=OUTPUT_FORMATS, default="table",
-        help="table (default), jsonl, csv, QEMU's x86 monitor text (qemu-tlb, qemu-mem), or "
-        "summary (leaves per level and page size, problems per kind)",
+        help="table (default), jsonl, csv, QEMU's monitor text (info tlb, info mem: qemu-tlb, "
+        "qemu-mem), or summary (leaves per level and page size, problems per kind)",
     )  # fmt: skip
     decode.add_argument(
         "--va-range", metavar="RANGE",
@@ -130,6 +145,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--max-tables", type=_positive, metavar="N",
         help="stop after reading N tables (default: twice what the image can hold)",
     )  # fmt: skip
+    decode.add_argument(
+        "--html", type=html_path, metavar="OUT",
+        help="also write the tables as one self-contained HTML file (a tree to open, search "
+        "by VA or PA, the summary)",
+    )  # fmt: skip
     decode.set_defaults(func=lazy_command("pfnmap.cli.decode_run", "cmd_decode"))
 
     dump = commands.add_parser(
@@ -140,7 +160,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "and the decode command line, and OUT.pid<N>.vmas for --vmas.",
     )
     dump.add_argument("out", metavar="OUT", help="the image file to write")
-    dump.add_argument("--arch", default="x86-64", metavar="NAME", help="default: x86-64")
+    dump.add_argument(
+        "--arch", default=DEFAULT_ARCH, metavar="NAME", help=f"default: {DEFAULT_ARCH}"
+    )
     dump.add_argument("--format", choices=DUMP_FORMATS, default="raw", help="default: raw")
     dump.add_argument(
         "--scenario", default="story", metavar="NAME",

@@ -83,6 +83,19 @@ def _progress(args: argparse.Namespace, image_size: int) -> Progress | None:
     )
 
 
+def _root(arch: Arch, root: int | tuple[str, int]) -> tuple[int, int]:
+    """(table address, VA of its first entry) from ``--root``: an address, or a register."""
+    if isinstance(root, int):
+        return root, 0
+    register, value = root
+    if not arch.root_registers:
+        raise UsageError(f"argument --root: {arch.name} has no base registers; give an address")
+    try:
+        return arch.root_from_register(register, value)
+    except ValueError as exc:
+        raise UsageError(f"argument --root: {exc}") from None
+
+
 def cmd_decode(args: argparse.Namespace, console: Console) -> int:
     arch = _arch(args.arch)
     if args.format in ("qemu-tlb", "qemu-mem"):
@@ -94,7 +107,9 @@ def cmd_decode(args: argparse.Namespace, console: Console) -> int:
     out = sys.stdout
     with open_image(args.image, args.base, args.image_format) as image:
         check_elf_arch(image, arch, default_registry().arches.values())
-        walker = Walker(image, arch, args.root, max_tables=args.max_tables, grouped=True)
+        root, va_base = _root(arch, args.root)
+        walker = Walker(image, arch, root, max_tables=args.max_tables, va_base=va_base,
+                        grouped=True)  # fmt: skip
         bar = _progress(args, image.size)
         if bar is not None:
             task = bar.add_task("decode", total=walker.va_total, tables=0)
@@ -109,6 +124,10 @@ def cmd_decode(args: argparse.Namespace, console: Console) -> int:
         finally:
             if bar is not None:
                 bar.stop()
+        if args.html:
+            from pfnmap.cli.decode_html import write_page
+
+            write_page(args, image, arch, hints)
     return 0
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pfnmap.errors import KernelBug, OutOfMemory, PfnmapError
 from pfnmap.kernel.constants import MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE
-from pfnmap.kernel.memory import Verdict
+from pfnmap.kernel.normal_page import Verdict
 from pfnmap.machine.invariants import InvariantError
 from pfnmap.plugins import hookimpl
 

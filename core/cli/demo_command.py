@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from pfnmap.arches import DEFAULT_ARCH
 from pfnmap.cli.main import UsageError, arch_names, ram_size
 from pfnmap.errors import PfnmapError
 from pfnmap.kernel.units import format_size, parse_size
+from pfnmap.render.paths import html_path
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -26,10 +28,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     demo.add_argument(
         "--arch",
-        default="x86-64",
+        default=DEFAULT_ARCH,
         metavar="NAME|all",
         help="arch to run on, or 'all' for every registered arch side by side "
-        "(default: x86-64; see `pfnmap arches`)",
+        f"(default: {DEFAULT_ARCH}; see `pfnmap arches`)",
     )
     demo.add_argument(
         "--ram",
@@ -44,6 +46,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="kernel era whose rules run: unpaged, seed, 2.6.15 or 2.6.26 (default: seed; "
         "see `pfnmap compare --help`)",
+    )
+    demo.add_argument(
+        "--html",
+        metavar="OUT",
+        type=html_path,
+        help="also write the story as one self-contained HTML file: page-table trees, pte bit "
+        "boxes and verdicts step by step (the steps of the shipped scenario file `demo`)",
     )
     demo.set_defaults(func=cmd_demo)
 
@@ -71,6 +80,13 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         rules_for(args.era)
     except UnknownEra as exc:
         raise UsageError(f"argument --era: {exc}") from None
+    html_out = None
+    if args.html:
+        from pfnmap.cli.run_run import html_target
+
+        if len(names) > 1:
+            raise UsageError("argument --html: one arch at a time (not --arch all)")
+        html_out = html_target(args.html)
     machines = [_boot(name, args.ram, args.era) for name in names]
     results: list[demo.DemoResult] = []
     for machine in machines:
@@ -87,6 +103,10 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         render_demo(console, result)
     if args.arch == "all":
         render_comparison(console, results)
+    if html_out is not None:
+        from pfnmap.cli.run_run import write_story_html
+
+        write_story_html(console, html_out, "demo", names[0], args.era, args.ram)
     failed = [r.arch for r in results if not r.ok]
     if failed:
         raise PfnmapError(

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pfnmap.cli.demo import DemoResult, PteRow, StepResult
-from pfnmap.kernel.memory import Verdict
+from pfnmap.kernel.normal_page import Verdict
 from pfnmap.kernel.units import format_size
 
 #: the flags remap_pfn_range adds: what this story is about
@@ -304,21 +304,31 @@ def semantic_signature(result: DemoResult) -> tuple:
 
 
 def render_comparison(console: Console, results: list[DemoResult]) -> None:
-    """One column per arch: the same story, different encodings, the same decisions."""
+    """One column per arch: the same story, different encodings, the same decisions (in as
+    many tables, side by side within each, as the console's width needs)."""
     console.print()
     console.rule(Text("the same story on every arch", style="bold"))
-    table = _table()
-    table.caption = (
-        "count/map: struct page count/mapcount at each stage of the step (see its section). "
-        "RAW_PFN: vm_normal_page returned NULL; COWED: it returned the COWed anonymous page."
-    )
-    table.caption_justify = "left"
-    table.add_column("", no_wrap=True)
-    for r in results:
-        table.add_column(r.arch, overflow="fold")
-    for label, get in _compare_rows():
-        table.add_row(label, *(get(r) for r in results))
-    console.print(table)
+    rows = _compare_rows()
+    label_width = max(len(label) for label, _ in rows) + 3
+    # an entry's 16 hex digits, or the arch's name, unbroken; as many arches per table as fit
+    column_width = max([16] + [len(r.arch) for r in results]) + 3
+    per_table = max(1, (console.width - label_width) // column_width)
+    for start in range(0, len(results), per_table):
+        chunk = results[start : start + per_table]
+        table = _table()
+        if start + per_table >= len(results):
+            table.caption = (
+                "count/map: struct page count/mapcount at each stage of the step (see its "
+                "section). RAW_PFN: vm_normal_page returned NULL; COWED: it returned the "
+                "COWed anonymous page."
+            )
+            table.caption_justify = "left"
+        table.add_column("", no_wrap=True)
+        for r in chunk:
+            table.add_column(r.arch, overflow="fold", min_width=column_width - 3)
+        for label, get in rows:
+            table.add_row(label, *(get(r) for r in chunk))
+        console.print(table)
     if len({semantic_signature(r) for r in results}) == 1:
         console.print(
             Text(

@@ -30,6 +30,7 @@ PROG = "pfnmap"
 COMMANDS = (
     "pfnmap.cli.arches",
     "pfnmap.cli.demo_command",
+    "pfnmap.cli.run",
     "pfnmap.cli.compare",
     "pfnmap.cli.decode",
     "pfnmap.cli.vtop",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 
+from pfnmap.arches import DEFAULT_ARCH
 from pfnmap.cli.main import lazy_command
 from pfnmap.decode.catalog import IMAGE_FORMATS
 from pfnmap.kernel.rules import SEED
@@ -36,7 +37,7 @@ def address(text: str) -> int:
 
 def _target_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", metavar="NAME",
-                   help="paging mode (see arches); with --scenario default x86-64")  # fmt: skip
+                   help=f"paging mode (see arches); with --scenario {DEFAULT_ARCH}")  # fmt: skip
     p.add_argument("--root", type=address, metavar="ADDR",
                    help="physical address of the top-level table (an image needs it)")  # fmt: skip
     p.add_argument("--base", type=address, metavar="ADDR",

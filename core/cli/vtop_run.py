@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, TextIO
 
+from pfnmap.arches import DEFAULT_ARCH
 from pfnmap.cli.decode_output import problem_line
 from pfnmap.cli.decode_run import _arch, _hints
 from pfnmap.cli.main import PROG, UsageError
@@ -42,7 +43,7 @@ def _target(args: argparse.Namespace, n_addresses: str) -> Iterator[tuple]:
         if args.scenario not in SCENARIOS:
             raise UsageError(f"argument --scenario: unknown scenario {args.scenario!r} "
                              f"(known: {', '.join(SCENARIOS)})")  # fmt: skip
-        arch = _arch(args.arch or "x86-64")
+        arch = _arch(args.arch or DEFAULT_ARCH)
         machine = build_scenario(arch.name, args.scenario)
         procs = machine.processes
         pid = args.pid if args.pid is not None else next(iter(procs))

@@ -2,10 +2,10 @@
 
 A page table alone does not say whether a pfn has a struct page, nor which vma an address
 belongs to; vm_normal_page() needs both. :class:`Hints` carries them and asks
-:func:`pfnmap.kernel.memory.classify_pte` (the one place the rule lives) for each pte's verdict.
-Where the rule needs ``pfn_valid()`` and no RAM ranges were given, the verdict is ``"unknown"`` and
-the reason says what was missing; the rule's other branches (a VM_PFNMAP pte at its linear pfn) need
-no RAM knowledge and are still decided.
+:func:`pfnmap.kernel.normal_page.classify_pte` (the one place the rule lives) for each pte's
+verdict. Where the rule needs ``pfn_valid()`` and no RAM ranges were given, the verdict is
+``"unknown"`` and the reason says what was missing; the rule's other branches (a VM_PFNMAP pte at
+its linear pfn) need no RAM knowledge and are still decided.
 
 The vma file format (``--vmas``): one vma per line, ``START-END FLAGS PGOFF``::
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pfnmap.arch import Arch
 from pfnmap.errors import PfnmapError
 from pfnmap.kernel.constants import VM_FLAG_NAMES, vm_flag_names
-from pfnmap.kernel.memory import classify_pte
+from pfnmap.kernel.normal_page import classify_pte
 from pfnmap.kernel.rules import SEED, KernelRules
 from pfnmap.kernel.units import parse_size
 

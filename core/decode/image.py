@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pfnmap.arches import DEFAULT_ARCH
 from pfnmap.errors import PfnmapError
 
 if TYPE_CHECKING:
@@ -51,11 +52,6 @@ PT_LOAD = 1
 PT_NOTE = 4
 PF_X, PF_W, PF_R = 1, 2, 4
 EM_NONE = 0
-EM_386 = 3
-EM_SPARCV9 = 43
-EM_X86_64 = 62
-
-EM_NAMES = {EM_NONE: "EM_NONE", EM_386: "EM_386", EM_SPARCV9: "EM_SPARCV9", EM_X86_64: "EM_X86_64"}
 
 #: file offsets of segment data are aligned to this (so a segment starts on a host page)
 SEGMENT_ALIGN = 4096
@@ -442,11 +438,16 @@ def _read_elf_segments(f: Any, name: str, size: int) -> tuple[int, str, list[Seg
             )
         available = max(0, min(filesz, size - off)) if off < size else 0
         segments.append(Segment(h["p_paddr"], memsz, off, filesz, available, name=f"PT_LOAD {i}"))
-    machine = e_machine if isinstance(e_machine, int) else _EM_BY_NAME.get(e_machine, -1)
+    machine = e_machine if isinstance(e_machine, int) else _em_number(e_machine)
     return machine, "little" if elf.little_endian else "big", segments
 
 
-_EM_BY_NAME = {v: k for k, v in EM_NAMES.items()}
+def _em_number(name: str) -> int:
+    """e_machine's number from pyelftools' name for it ("EM_X86_64" -> 62), -1 if unknown."""
+    from elftools.elf.enums import ENUM_E_MACHINE
+
+    value = ENUM_E_MACHINE.get(name, -1)
+    return value if isinstance(value, int) else -1
 
 
 def open_image(
@@ -501,7 +502,13 @@ def check_elf_arch(image: PhysImage, arch: Arch, known: Iterable[Arch] = ()) -> 
 
 
 def em_name(e_machine: int) -> str:
-    return EM_NAMES.get(e_machine, f"machine {e_machine}")
+    """ELF's name for an e_machine number (62 -> "EM_X86_64"), as pyelftools knows them."""
+    from elftools.elf.enums import ENUM_E_MACHINE
+
+    for name, value in ENUM_E_MACHINE.items():
+        if value == e_machine and name != "_default_":
+            return name
+    return f"machine {e_machine}"
 
 
 # the emulated machine as an image -------------------------------------------------------------
@@ -532,7 +539,7 @@ def elf_note(name: str, note_type: int, desc: bytes, byteorder: str = "little") 
 def write_elf_core(
     path: str | os.PathLike[str],
     segments: Iterable[tuple[int, Any]],
-    arch: str | Arch = "x86-64",
+    arch: str | Arch = DEFAULT_ARCH,
     *,
     notes: Iterable[tuple[str, int, bytes]] = (),
     elfclass: int | None = None,

@@ -29,6 +29,9 @@ array instead, into grouped batches (see :class:`Walker`): the bulk mode. Proble
 ``misaligned``
     an entry points to a table address that is not a multiple of the table's size (only
     sparc64's ``paddr >> 11`` entries can say that); not followed;
+``reserved-encoding``, ``contiguous``
+    an entry the MMU faults on though its layout decodes it, and a contiguous-hint group
+    that disagrees (:mod:`pfnmap.decode.descriptors`);
 ``table-budget``
     the walk read more tables than its budget (twice what the image can hold, plus 65,536):
     entries keep pointing to the same tables; the walk stops there (it always terminates).
@@ -53,6 +56,12 @@ import numpy as np
 
 from pfnmap.arch import Arch
 from pfnmap.arch.vector import TableOps, table_ops
+from pfnmap.decode.descriptors import (
+    CONTIGUOUS,
+    RESERVED_ENCODING,
+    contiguous_problems,
+    reserved_encoding_problems,
+)
 from pfnmap.decode.image import OutsideImage, PhysImage
 from pfnmap.decode.records import (
     ArrayPool,
@@ -100,7 +109,17 @@ RESERVED = "reserved-bits"
 NON_CANONICAL = "non-canonical"
 MISALIGNED = "misaligned"
 BUDGET = "table-budget"
-PROBLEM_KINDS = (OUTSIDE, TRUNCATED, LOOP, RESERVED, NON_CANONICAL, MISALIGNED, BUDGET)
+PROBLEM_KINDS = (
+    OUTSIDE,
+    TRUNCATED,
+    LOOP,
+    RESERVED,
+    NON_CANONICAL,
+    MISALIGNED,
+    BUDGET,
+    RESERVED_ENCODING,
+    CONTIGUOUS,
+)
 
 _U64 = (1 << 64) - 1
 #: leaves a grouped batch (``Walker(..., grouped=True)``) holds at most: x86-64's 512 pte
@@ -130,6 +149,9 @@ class Walker:
     leaves and problems in the same order, with a few numpy calls per group instead of per
     table. Wherever a table of a group would make a problem record, that group is walked
     table by table, so each problem still comes right where the ungrouped walk puts it.
+
+    ``va_base`` is the VA of the root table's first entry: 0, or for a root that translates
+    the top of the address space (arm64's TTBR1) what :meth:`Arch.root_from_register` says.
     """
 
     def __init__(
@@ -142,8 +164,10 @@ class Walker:
         progress: Callable[[int, int], None] | None = None,
         grouped: bool = False,
         group_entries: int = GROUP_ENTRIES,
+        va_base: int = 0,
     ) -> None:
         self.image = image
+        self.va_base = va_base
         self.grouped = grouped
         last_level = arch.levels[-1]
         #: last-level tables a grouped batch holds at most
@@ -201,7 +225,7 @@ class Walker:
     # the walk ---------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Item]:
         self.tables_read = 1
-        yield from self._table(0, self.root, self._root_table, 0, (), (self.root,))
+        yield from self._table(0, self.root, self._root_table, self.va_base, (), (self.root,))
         self.finished = True
 
     def _problem(self, kind: str, detail: str, level: int, entry_addr: int, raw: int, va_raw: int):
@@ -277,6 +301,7 @@ class Walker:
             raw = arr[idx].astype(np.uint64)
             va_raw = np.uint64(va_base) + (idx.astype(np.uint64) << np.uint64(lv.shift))
             present = ops.present(raw)
+            yield from self._descriptor_checks(level, table, idx, raw, va_raw, present)
             if level == self.last:
                 yield from self._reserved(
                     level, table, idx[present], raw[present], va_raw[present],
@@ -287,7 +312,29 @@ class Walker:
                 yield from self._upper(level, table, idx[present], raw[present],
                                        va_raw[present], upper, ancestors)  # fmt: skip
         if self.progress is not None:
-            self.progress(min(va_base + lv.entries * lv.span, self.va_total), self.va_total)
+            done = va_base - self.va_base + lv.entries * lv.span
+            self.progress(min(done, self.va_total), self.va_total)
+
+    def _descriptor_checks(self, level, table, idx, raw, va_raw, present) -> Iterator[Problem]:
+        """Reserved encodings and contiguous groups (pfnmap.decode.descriptors)."""
+        arch = self.arch
+        if arch.reserved_encodings(level, raw[:0]) is not None:
+            for problem in reserved_encoding_problems(
+                arch, level, table, idx, raw, self._canon(va_raw)
+            ):
+                self.problems += 1
+                yield problem
+        ops = self.ops.levels[level]
+        if not arch.contiguous_mask or arch.contiguous_entries(level) <= 1:
+            return
+        if ops.leaf_paddr is None:
+            return
+        is_leaf = present if ops.leaf is None else present & ops.leaf(raw)
+        for problem in contiguous_problems(
+            arch, level, table, idx, raw, self._canon(va_raw), is_leaf, ops.leaf_paddr(raw)
+        ):
+            self.problems += 1
+            yield problem
 
     def _upper(self, level, table, idx, raw, va_raw, upper, ancestors) -> Iterator[Item]:
         if not idx.size:
@@ -470,10 +517,18 @@ class Walker:
             hit = np.bitwise_and(leaf, np.uint64(reserved), out=self._scratch(count))
             if (present & (hit != 0)).any():
                 return None
+        # reserved encodings and contiguous groups are checked table by table
+        encodings = self.arch.reserved_encodings(level + 1, leaf)
+        if encodings is not None and encodings[0].any():
+            return None
+        cont = self.arch.contiguous_mask
+        if cont and count and int(np.bitwise_or.reduce(leaf)) & cont:
+            return None
         self.tables_read += n
         bases = va_raw[pos]
         if self.progress is not None:
-            self.progress(min(int(bases[-1]) + entries * lv.span, self.va_total), self.va_total)
+            done = int(bases[-1]) - self.va_base + entries * lv.span
+            self.progress(min(done, self.va_total), self.va_total)
         if not count:
             return []
         va_raw_out = pool.take(count, np.uint64)

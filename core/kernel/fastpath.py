@@ -9,9 +9,9 @@ the kernel's loops allow because nothing a pte does depends on the pte before it
 2. apply the masks copy_one_pte applies to every present pte (``pte_wrprotect`` for a COW
    mapping, ``pte_mkclean`` for a shared one, ``pte_mkold``), through the arch's whole-table
    operations (``Arch.ptes_*``);
-3. decide vm_normal_page() for every pte at once (:func:`pte_verdicts`): present, pfn,
-   pfn_valid, the era's rule (the linear vm_pgoff rule, ``is_cow_mapping``, VM_MIXEDMAP,
-   pte_special);
+3. decide vm_normal_page() for every pte at once
+   (:func:`pfnmap.kernel.normal_page.pte_verdicts`): present, pfn, pfn_valid, the era's rule
+   (the linear vm_pgoff rule, ``is_cow_mapping``, VM_MIXEDMAP, pte_special);
 4. loop in Python only over the ptes that have a struct page, for the count, mapcount, rss
    and (zap) dirty/young/rmap updates.
 
@@ -23,84 +23,42 @@ a vm_pgoff so large that the linear rule leaves 63 bits. So log lines, reports a
 exceptions come from the same code in the same order as without the bulk path.
 
 ``machine.tables.fast_paths = False`` turns the bulk forms off for one machine (the tests
-compare both ways on every arch and era).
+compare both ways on every arch and era). ``machine.tables.bulk`` (:class:`BulkCounters`) counts
+the tables each bulk form did and the ones it handed back to the scalar path, so a test can
+tell that the bulk path really ran (a machine with only well-formed ptes never falls back).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pfnmap.kernel.constants import VM_MIXEDMAP, VM_PFNMAP, VM_SHARED, PG_anon, is_cow_mapping
+from pfnmap.kernel.constants import VM_SHARED, PG_anon, is_cow_mapping
+from pfnmap.kernel.normal_page import pte_verdicts
 
 if TYPE_CHECKING:
-    from pfnmap.arch import Arch
     from pfnmap.kernel.mm import MmStruct, VmArea
-    from pfnmap.kernel.rules import KernelRules
-
-#: the linear rule's expected pfns are built with np.arange, which older numpy does not take
-#: beyond int64; no pte holds such a pfn, and the scalar path decides those ptes anyway
-_PFN_LIMIT = (1 << 63) - 1
 
 
-class PteVerdicts(NamedTuple):
-    """vm_normal_page() for a run of ptes: which give a struct page, which are bad."""
+@dataclass
+class BulkCounters:
+    """How many pte tables fork's and munmap's bulk forms did, and how many they handed back."""
 
-    page: np.ndarray  # bool: NORMAL or COWED, vm_normal_page returns the pfn's struct page
-    bad: np.ndarray  # bool: BAD, print_bad_pte (or VM_BUG_ON from 2.6.26)
-    pfn: np.ndarray  # uint64: pte_pfn of every pte
+    copy_tables: int = 0
+    copy_fallbacks: int = 0
+    zap_tables: int = 0
+    zap_fallbacks: int = 0
 
+    @property
+    def fallbacks(self) -> int:
+        return self.copy_fallbacks + self.zap_fallbacks
 
-def pte_verdicts(
-    arch: Arch,
-    rules: KernelRules,
-    nr_pages: int,
-    vma: VmArea,
-    addr: int,
-    ptes: np.ndarray,
-    present: np.ndarray,
-) -> PteVerdicts | None:
-    """vm_normal_page()'s decision for the ptes mapping ``addr``, ``addr + PAGE_SIZE``, ...
-
-    The rules of :func:`pfnmap.kernel.memory.classify_pte`, as masks over the table; ``present``
-    says which ptes the decision looks at (the rest are "not present": neither a page nor
-    bad). It reads the same rules fields the scalar decision would read for these ptes and
-    no others (a scenario's RulesTracer notes them). None when a pte needs struct page state
-    to decide (the pre-seed page_is_anon() in a VM_UNPAGED vma), or the linear rule's pfns
-    leave 63 bits: then only the scalar path decides.
-    """
-    rule = rules.vm_normal_page_rule  # vm_normal_page_verdict() reads it for every pte
-    pfn = arch.ptes_pfn(ptes)
-    nothing = np.zeros(ptes.shape, dtype=bool)
-    if not present.any():
-        return PteVerdicts(nothing, nothing, pfn)
-    valid = pfn < np.uint64(nr_pages)  # pfn_valid(): RAM has struct pages, nothing else
-    flags = vma.vm_flags
-    if rules.pte_special and arch.special_mask:
-        special = present & arch.ptes_special(ptes)
-        plain = present & ~special
-        bad = plain & ~valid
-        if not flags & (VM_PFNMAP | VM_MIXEDMAP):
-            bad |= special  # a special pte outside a PFN vma
-        return PteVerdicts(plain & valid, bad, pfn)
-    if rule == "page_is_anon":
-        if flags & VM_PFNMAP:  # VM_UNPAGED
-            if (present & valid).any():
-                return None
-            return PteVerdicts(nothing, nothing, pfn)
-        return PteVerdicts(present & valid, present & ~valid, pfn)
-    if flags & VM_MIXEDMAP and rules.vm_mixedmap:
-        return PteVerdicts(present & valid, nothing, pfn)
-    checked = present
-    if flags & VM_PFNMAP:
-        base = vma.vm_pgoff + ((addr - vma.vm_start) >> arch.page_shift)
-        if base + ptes.size > _PFN_LIMIT:
-            return None
-        checked = present & (pfn != np.arange(base, base + ptes.size, dtype=np.uint64))
-        if checked.any() and rules.vm_normal_page_is_cow_test and not is_cow_mapping(flags):
-            return PteVerdicts(nothing, nothing, pfn)  # every pte of a shared PFN vma is raw
-    return PteVerdicts(checked & valid, checked & ~valid, pfn)
+    def count(self, kind: str, fell_back: bool) -> None:
+        """One more pte table of ``kind`` ("copy" or "zap"), done in bulk or handed back."""
+        name = f"{kind}_fallbacks" if fell_back else f"{kind}_tables"
+        setattr(self, name, getattr(self, name) + 1)
 
 
 def _table_slice(mm: MmStruct, table: int, addr: int, end: int) -> np.ndarray:
@@ -142,11 +100,11 @@ def try_copy_pte_range(
     if rules.copy_raw_pte_verbatim:
         # before the seed the page is looked up on the pte as it is, and a pte without one is
         # copied untouched
-        verdicts = pte_verdicts(arch, rules, machine.phys.nr_pages, vma, addr, ptes, present)
+        verdicts = pte_verdicts(arch, rules, machine.phys.pfns_valid, vma, addr, ptes, present)
         changed = None if verdicts is None else verdicts.page
     else:
         judged = present & arch.ptes_present(child)
-        verdicts = pte_verdicts(arch, rules, machine.phys.nr_pages, vma, addr, child, judged)
+        verdicts = pte_verdicts(arch, rules, machine.phys.pfns_valid, vma, addr, child, judged)
         changed = present
     if verdicts is None or verdicts.bad.any():
         return False
@@ -189,7 +147,7 @@ def try_zap_pte_range(
         view[:] = 0
         return True
     phys = machine.phys
-    verdicts = pte_verdicts(arch, machine.rules, phys.nr_pages, vma, addr, ptes, present)
+    verdicts = pte_verdicts(arch, machine.rules, phys.pfns_valid, vma, addr, ptes, present)
     if verdicts is None or verdicts.bad.any():
         return False
     file_rss = anon_rss = 0

@@ -27,10 +27,9 @@ from pfnmap.kernel.memory import (
     page_add_anon_rmap,
     page_add_file_rmap,
     page_remove_rmap,
-    print_bad_pte,
-    vm_normal_page,
 )
 from pfnmap.kernel.mm import NOPAGE_OOM, NOPAGE_SIGBUS, AnonVma
+from pfnmap.kernel.normal_page import print_bad_pte, vm_normal_page
 from pfnmap.kernel.pgtable import pte_offset
 from pfnmap.kernel.reports import FaultReport
 from pfnmap.kernel.uaccess import copy_from_user_inatomic

@@ -192,3 +192,15 @@ class OpenFile:
 
     def __repr__(self) -> str:
         return f"<file {self.path}>"
+
+
+def shmem_zero_setup(vma: VmArea) -> None:
+    """shmem_zero_setup() (mm/shmem.c): back a shared anonymous vma (MAP_SHARED|MAP_ANONYMOUS,
+    or a shared /dev/zero mapping) by a fresh unlinked shmem object."""
+    machine = vma.vm_mm.machine
+    inode = ShmemFile(machine, vma.vm_end - vma.vm_start)
+    inode.opened = 1
+    if vma.vm_file is not None:
+        vma.vm_file.put()
+    vma.vm_file = OpenFile(inode)
+    inode.mmap(vma.vm_file, vma)

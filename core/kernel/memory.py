@@ -10,7 +10,6 @@ fall back to the functions here for any table they cannot do exactly as these wo
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,8 +28,6 @@ from pfnmap.kernel.constants import (
     VM_LOCKED,
     VM_MAYREAD,
     VM_MAYWRITE,
-    VM_MIXEDMAP,
-    VM_PFNMAP,
     VM_READ,
     VM_SHARED,
     VM_WRITE,
@@ -42,226 +39,14 @@ from pfnmap.kernel.constants import (
     is_cow_mapping,
 )
 from pfnmap.kernel.fastpath import try_copy_pte_range, try_zap_pte_range
-from pfnmap.kernel.pgtable import _upper_entry_ok, alloc_table
-from pfnmap.kernel.reports import BadPteReport
+from pfnmap.kernel.normal_page import vm_normal_page
+from pfnmap.kernel.pgtable import _upper_entry_ok, addr_end, alloc_table
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from pfnmap.arch import Arch
     from pfnmap.kernel.mm import MmStruct, VmArea
     from pfnmap.kernel.physmem import PhysMem
-    from pfnmap.kernel.rules import KernelRules
 
 
-class Verdict(StrEnum):
-    """What vm_normal_page() decides for one pte, with the why kept for inspection."""
-
-    NOT_PRESENT = "not present"
-    NORMAL = "normal page"
-    RAW_PFN = "raw pfn"
-    COWED = "COWed page in a PFN vma"
-    BAD = "bad pte"
-
-
-#: a decision with its reason still unformatted: verdict, pfn, str.format template, arguments
-Decision = tuple[Verdict, int, str, tuple[object, ...]]
-
-
-def classify_pte(
-    arch: Arch,
-    rules: KernelRules,
-    pfn_valid: Callable[[int], bool],
-    vm_flags: int,
-    vm_start: int,
-    vm_pgoff: int,
-    addr: int,
-    pte: int,
-    page_is_anon: Callable[[int], bool] | None = None,
-) -> tuple[Verdict, int, str]:
-    """vm_normal_page()'s decision from plain values: the verdict, the pfn and a reason.
-
-    The one place the rule lives (:func:`decide_pte`). It needs no machine, so the dump decoder
-    applies it to a pte read from an image with vma and RAM hints, exactly as the emulator
-    does. Which rule applies is the era's: ``rules.pte_special`` on an arch with a special bit
-    (2.6.26), ``rules.vm_normal_page_rule`` otherwise ("vm_pgoff" from the seed on,
-    "page_is_anon" before it). ``page_is_anon(pfn)`` answers the pre-seed page_is_anon() for
-    this vma and address; without it (no struct page state, as in a dump) such a pte is taken
-    as raw.
-    """
-    verdict, pfn, why, args = decide_pte(
-        arch, rules, pfn_valid, vm_flags, vm_start, vm_pgoff, addr, pte, page_is_anon
-    )
-    return verdict, pfn, why.format(*args)
-
-
-def decide_pte(
-    arch: Arch,
-    rules: KernelRules,
-    pfn_valid: Callable[[int], bool],
-    vm_flags: int,
-    vm_start: int,
-    vm_pgoff: int,
-    addr: int,
-    pte: int,
-    page_is_anon: Callable[[int], bool] | None = None,
-) -> Decision:
-    """:func:`classify_pte` with the reason as a ``str.format`` template and its arguments, so
-    that vm_normal_page(), which shows the reason only for a VM_BUG_ON, never formats it."""
-    if not arch.pte_present(pte):
-        return Verdict.NOT_PRESENT, 0, "pte is not present", ()
-    pfn = arch.pte_pfn(pte)
-    if rules.pte_special and arch.special_mask:
-        return _vm_normal_page_special(arch, pfn_valid, vm_flags, pfn, pte)
-    if rules.vm_normal_page_rule == "page_is_anon":
-        return _vm_normal_page_unpaged(pfn_valid, vm_flags, pfn, page_is_anon)
-    if vm_flags & VM_MIXEDMAP and rules.vm_mixedmap:
-        if pfn_valid(pfn):
-            why = "VM_MIXEDMAP and pfn {:#x} is pfn_valid: a normal page"
-            return Verdict.NORMAL, pfn, why, (pfn,)
-        return Verdict.RAW_PFN, pfn, "VM_MIXEDMAP and pfn {:#x} has no struct page", (pfn,)
-    if vm_flags & VM_PFNMAP:
-        off = (addr - vm_start) >> arch.page_shift
-        if pfn == vm_pgoff + off:
-            why = "VM_PFNMAP and pfn {:#x} == vm_pgoff {:#x} + {}"
-            return Verdict.RAW_PFN, pfn, why, (pfn, vm_pgoff, off)
-        if rules.vm_normal_page_is_cow_test and not is_cow_mapping(vm_flags):
-            return Verdict.RAW_PFN, pfn, "VM_PFNMAP and not a COW mapping: every pte is raw", ()
-    if not pfn_valid(pfn):
-        return Verdict.BAD, pfn, "pfn {:#x} has no struct page (pfn_valid fails)", (pfn,)
-    if vm_flags & VM_PFNMAP:
-        why = "VM_PFNMAP but pfn {:#x} != vm_pgoff + offset: a COWed anonymous page"
-        return Verdict.COWED, pfn, why, (pfn,)
-    return Verdict.NORMAL, pfn, "pfn {:#x} is RAM with a struct page", (pfn,)
-
-
-def _vm_normal_page_special(
-    arch: Arch, pfn_valid: Callable[[int], bool], vm_flags: int, pfn: int, pte: int
-) -> Decision:
-    """2.6.26 on an arch with a special bit: the pte alone decides (7e675137)."""
-    if arch.pte_special(pte):
-        if vm_flags & (VM_PFNMAP | VM_MIXEDMAP):
-            return Verdict.RAW_PFN, pfn, "pte_special: the pte's special bit is set", ()
-        why = "a special pte outside a VM_PFNMAP/VM_MIXEDMAP vma (VM_BUG_ON in vm_normal_page)"
-        return Verdict.BAD, pfn, why, ()
-    if not pfn_valid(pfn):
-        return Verdict.BAD, pfn, "not special, and pfn {:#x} has no struct page", (pfn,)
-    if vm_flags & VM_PFNMAP:
-        return Verdict.COWED, pfn, "not special: pfn {:#x} is a COWed page in a PFN vma", (pfn,)
-    return Verdict.NORMAL, pfn, "not special: pfn {:#x} is a normal page", (pfn,)
-
-
-def _vm_normal_page_unpaged(
-    pfn_valid: Callable[[int], bool],
-    vm_flags: int,
-    pfn: int,
-    page_is_anon: Callable[[int], bool] | None,
-) -> Decision:
-    """Before the seed (ee498ed7): ``page = pfn_valid(pfn) ? pfn_to_page(pfn) : NULL``, and in a
-    VM_UNPAGED vma the page counts only when page_is_anon() says it is this vma's anonymous
-    page at this address. Outside VM_UNPAGED an invalid pfn is a bad pte."""
-    valid = pfn_valid(pfn)
-    if vm_flags & VM_PFNMAP:  # VM_UNPAGED: the same bit
-        if not valid:
-            return Verdict.RAW_PFN, pfn, "VM_UNPAGED and pfn {:#x} has no struct page", (pfn,)
-        if page_is_anon is None:
-            why = "VM_UNPAGED; page_is_anon unknown here: taken as raw"
-            return Verdict.RAW_PFN, pfn, why, ()
-        if page_is_anon(pfn):
-            why = "VM_UNPAGED and page_is_anon: pfn {:#x} is this vma's anon page here"
-            return Verdict.COWED, pfn, why, (pfn,)
-        why = "VM_UNPAGED and not page_is_anon: pfn {:#x} is not this vma's anon page here"
-        return Verdict.RAW_PFN, pfn, why, (pfn,)
-    if not valid:
-        return Verdict.BAD, pfn, "pfn {:#x} has no struct page (pfn_valid fails)", (pfn,)
-    return Verdict.NORMAL, pfn, "pfn {:#x} is RAM with a struct page", (pfn,)
-
-
-def page_is_anon(vma: VmArea, addr: int, pfn: int) -> bool:
-    """page_is_anon(page, vma, addr) before the seed: PageAnon, page_mapped, and
-    page_address_in_vma() == addr, i.e. the page's anon_vma is this vma's and its index puts it
-    at exactly this address (mm/memory.c at ee498ed7; rmap.c's vma_address)."""
-    machine = vma.vm_mm.machine
-    phys = machine.phys
-    if not phys.flags[pfn] & PG_anon or phys.mapcount[pfn] <= 0:
-        return False
-    if vma.anon_vma is None or phys.mapping[pfn] is not vma.anon_vma:
-        return False
-    address = vma.vm_start + ((phys.index[pfn] - vma.vm_pgoff) << machine.arch.page_shift)
-    return address == addr
-
-
-def vm_normal_page_verdict(vma: VmArea, addr: int, pte: int) -> tuple[Verdict, int, str]:
-    """The decision of vm_normal_page() for a vma of the machine, without print_bad_pte."""
-    verdict, pfn, why, args = _vm_normal_page_decision(vma, addr, pte)
-    return verdict, pfn, why.format(*args)
-
-
-def _vm_normal_page_decision(vma: VmArea, addr: int, pte: int) -> Decision:
-    machine = vma.vm_mm.machine
-    rules = machine.rules
-    anon = None
-    if rules.vm_normal_page_rule == "page_is_anon":
-
-        def anon(pfn: int) -> bool:
-            return page_is_anon(vma, addr, pfn)
-
-    return decide_pte(
-        machine.arch,
-        rules,
-        machine.phys.pfn_valid,
-        vma.vm_flags,
-        vma.vm_start,
-        vma.vm_pgoff,
-        addr,
-        pte,
-        anon,
-    )
-
-
-#: the verdicts for which vm_normal_page() returns the struct page
-_HAS_PAGE = frozenset((Verdict.NORMAL, Verdict.COWED))
-
-
-def vm_normal_page(vma: VmArea, addr: int, pte: int, caller: str = "vm_normal_page") -> int | None:
-    """vm_normal_page(vma, addr, pte): the struct page behind a present pte, or None.
-
-    Seed rule: inside a VM_PFNMAP vma, ``pfn == vm_pgoff + page offset`` is a raw PFN; any
-    other pfn there is a COWed anonymous page. A pfn without a struct page outside that rule is
-    reported by print_bad_pte() and treated as raw (from 2.6.26, ``rules.bad_pfn_vm_bug_on``:
-    VM_BUG_ON, a KernelBug). Reserved pages (the ZERO_PAGE) are normal. Other eras' rules:
-    :func:`classify_pte`.
-    """
-    verdict, pfn, why, args = _vm_normal_page_decision(vma, addr, pte)
-    if verdict in _HAS_PAGE:
-        return pfn
-    if verdict is Verdict.BAD:
-        if vma.vm_mm.machine.rules.bad_pfn_vm_bug_on:
-            raise KernelBug(
-                f"VM_BUG_ON in vm_normal_page from {caller} at {addr:#x}: {why.format(*args)}"
-            )
-        print_bad_pte(vma, pte, addr, caller)
-    return None
-
-
-def print_bad_pte(vma: VmArea, pte: int, vaddr: int, caller: str = "") -> BadPteReport:
-    """print_bad_pte(): the kernel's KERN_ERR line, into the machine log and the observer hook.
-
-    The process is ``current->comm`` when the vma belongs to the current process, else "???".
-    pfnmap records the calling kernel function instead of a stack dump.
-    """
-    machine = vma.vm_mm.machine
-    current = machine.current
-    comm = current.comm if current is not None and current.mm is vma.vm_mm else "???"
-    line = f"Bad pte = {pte:08x}, process = {comm}, vm_flags = {vma.vm_flags:x}, vaddr = {vaddr:x}"
-    report = BadPteReport(line, pte, comm, vma.vm_flags, vaddr, caller)
-    machine.log_line(line)
-    machine.bad_ptes.append(report)
-    machine.hook.pfnmap_bad_pte(machine=machine, report=report)
-    return report
-
-
-# rmap (mm/rmap.c) and the LRU, reduced to the struct page fields they change ------------------
 def page_add_anon_rmap(phys: PhysMem, pfn: int, vma: VmArea, address: int) -> None:
     """page_add_anon_rmap(): the first mapping points page->mapping at the anon_vma."""
     if phys.mapcount[pfn] == 0:
@@ -300,6 +85,17 @@ def set_page_dirty(phys: PhysMem, pfn: int) -> None:
 
 
 # fork ------------------------------------------------------------------------------------------
+def _pte_table(tables, kind: str, bulk, scalar, args: tuple) -> None:
+    """One pte table of fork ("copy") or munmap ("zap"): the bulk form when it takes the table,
+    else the scalar reference, which is also what runs with ``tables.fast_paths`` off."""
+    if tables.fast_paths:
+        if bulk(*args):
+            tables.bulk.count(kind, fell_back=False)
+            return
+        tables.bulk.count(kind, fell_back=True)
+    scalar(*args)
+
+
 def copy_page_range(dst_mm: MmStruct, src_mm: MmStruct, vma: VmArea) -> None:
     """copy_page_range(): copy the vma's ptes into the child at fork.
 
@@ -317,15 +113,12 @@ def _copy_level(dst_mm, src_mm, vma, level, dst_table, src_table, addr, end) -> 
     tables = src_mm.machine.tables
     arch = tables.arch
     if level == tables.last:
-        if not (
-            tables.fast_paths
-            and try_copy_pte_range(dst_mm, src_mm, dst_table, src_table, vma, addr, end)
-        ):
-            copy_pte_range(dst_mm, src_mm, dst_table, src_table, vma, addr, end)
+        args = (dst_mm, src_mm, dst_table, src_table, vma, addr, end)
+        _pte_table(tables, "copy", try_copy_pte_range, copy_pte_range, args)
         return
     span = arch.levels[level].span
     while addr < end:
-        nxt = min((addr | (span - 1)) + 1, end)
+        nxt = addr_end(addr, span, end)
         src_slot = tables.slot(level, src_table, addr)
         entry = tables.read(level, src_slot)
         if entry and _upper_entry_ok(src_mm, level, src_slot, entry):
@@ -398,7 +191,7 @@ def copy_one_pte(dst_mm, src_mm, vma: VmArea, addr: int, pte: int, rss: list[int
     if page is not None:
         phys = src_mm.machine.phys
         phys.count[page] += 1  # get_page
-        phys.mapcount[page] += 1  # page_dup_rmap
+        page_dup_rmap(phys, page)
         rss[1 if phys.flags[page] & PG_anon else 0] += 1
     return src_pte, pte
 
@@ -437,12 +230,13 @@ def _zap_level(mm, vma, level, table, addr, end, gathered) -> None:
     tables = mm.machine.tables
     arch = tables.arch
     if level == tables.last:
-        if not (tables.fast_paths and try_zap_pte_range(mm, vma, table, addr, end, gathered)):
-            zap_pte_range(mm, vma, table, addr, end, gathered)
+        _pte_table(
+            tables, "zap", try_zap_pte_range, zap_pte_range, (mm, vma, table, addr, end, gathered)
+        )
         return
     span = arch.levels[level].span
     while addr < end:
-        nxt = min((addr | (span - 1)) + 1, end)
+        nxt = addr_end(addr, span, end)
         slot = tables.slot(level, table, addr)
         entry = tables.read(level, slot)
         if entry and _upper_entry_ok(mm, level, slot, entry):

@@ -58,7 +58,6 @@ class VmArea:
     vm_file: Any = None
     vm_ops: VmOperations | None = None
     anon_vma: AnonVma | None = None
-    vm_private_data: Any = None
 
     @property
     def size(self) -> int:
@@ -111,13 +110,6 @@ class MmStruct:
         """find_vma(): the first vma with ``vm_end > addr`` (it may start above ``addr``)."""
         i = bisect.bisect_right([v.vm_end for v in self.mmap], addr)
         return self.mmap[i] if i < len(self.mmap) else None
-
-    def find_vma_prev(self, addr: int) -> tuple[VmArea | None, VmArea | None]:
-        vma = self.find_vma(addr)
-        if vma is None:
-            return (self.mmap[-1] if self.mmap else None), None
-        i = self.mmap.index(vma)
-        return (self.mmap[i - 1] if i else None), vma
 
     def insert_vma(self, vma: VmArea) -> None:
         starts = [v.vm_start for v in self.mmap]

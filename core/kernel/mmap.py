@@ -31,9 +31,10 @@ from pfnmap.kernel.constants import (
     VM_SHARED,
     VM_WRITE,
 )
+from pfnmap.kernel.files import shmem_zero_setup
 from pfnmap.kernel.memory import copy_page_range, tlb_finish_mmu, unmap_vmas
 from pfnmap.kernel.mm import MmStruct, VmArea
-from pfnmap.kernel.pgtable import free_pgd_range, free_table, walk_to_table
+from pfnmap.kernel.pgtable import addr_end, free_pgd_range, free_table, walk_to_table
 
 if TYPE_CHECKING:
     from pfnmap.kernel.files import OpenFile
@@ -134,8 +135,6 @@ def do_mmap_pgoff(
             vma.vm_file.put()
             raise
     elif kind == MAP_SHARED:
-        from pfnmap.machine.devices import shmem_zero_setup
-
         shmem_zero_setup(vma)
     mm.insert_vma(vma)
     return addr
@@ -288,7 +287,7 @@ def pte_tables(mm: MmStruct, start: int, end: int):
     last = len(arch.levels) - 1
     addr = start
     while addr < end:
-        nxt = min((addr | (span - 1)) + 1, end)
+        nxt = addr_end(addr, span, end)
         table = walk_to_table(mm, addr, alloc=False)
         if table is not None:
             yield addr, table, arch.index(last, addr), (nxt - addr) >> arch.page_shift

@@ -15,11 +15,19 @@ import numpy as np
 
 from pfnmap.errors import KernelBug
 from pfnmap.kernel.constants import PG_pgtable
+from pfnmap.kernel.fastpath import BulkCounters
 
 if TYPE_CHECKING:
     from pfnmap.arch import Arch
     from pfnmap.kernel.mm import MmStruct
     from pfnmap.kernel.physmem import PhysMem
+
+
+def addr_end(addr: int, span: int, end: int) -> int:
+    """The end of the ``span``-aligned block holding ``addr``, or ``end`` if that comes first:
+    the kernel's pgd_addr_end/pud_addr_end/pmd_addr_end for a level whose entry maps ``span``
+    bytes. ``end`` is exclusive, as there."""
+    return min((addr | (span - 1)) + 1, end)
 
 
 class TableAccess:
@@ -37,6 +45,8 @@ class TableAccess:
         #: whether fork and munmap use the bulk per-table forms of copy_pte_range and
         #: zap_pte_range (pfnmap.kernel.fastpath); False runs the scalar reference everywhere
         self.fast_paths = True
+        #: what the bulk forms did and handed back (pfnmap.kernel.fastpath.BulkCounters)
+        self.bulk = BulkCounters()
         # slot() runs several times per fault: keep its geometry as plain ints
         self._slot_geometry = [(lv.shift, lv.entries - 1, lv.entry_bytes) for lv in arch.levels]
         #: per level, what a walk needs to read the entry for an address: the unpacking
@@ -185,7 +195,7 @@ def _free_level(mm: MmStruct, level: int, table: int, addr: int, end: int, floor
     span = lv.span
     a = addr
     while a < end:
-        nxt = min((a | (span - 1)) + 1, end)
+        nxt = addr_end(a, span, end)
         slot = tables.slot(level, table, a)
         entry = tables.read(level, slot)
         if entry and _upper_entry_ok(mm, level, slot, entry):

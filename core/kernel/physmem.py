@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from pfnmap.errors import BusError, KernelBug, KernelError, OutOfMemory
-from pfnmap.kernel.constants import PAGE_FLAG_NAMES, PG_anon, PG_reserved
+from pfnmap.kernel.constants import PAGE_FLAG_NAMES, PG_reserved
 from pfnmap.kernel.units import parse_size  # noqa: F401  (re-exported: RAM sizes are parsed here)
 
 
@@ -170,6 +170,10 @@ class PhysMem:
         """Whether ``pfn`` has a struct page (is RAM)."""
         return 0 <= pfn < self.nr_pages
 
+    def pfns_valid(self, pfns: np.ndarray) -> np.ndarray:
+        """:meth:`pfn_valid` over an array of (unsigned) pfns."""
+        return pfns < np.uint64(self.nr_pages)
+
     def io_region_of(self, paddr: int) -> IORegion | None:
         for region in self.io_regions:
             if region.start <= paddr < region.end:
@@ -211,9 +215,6 @@ class PhysMem:
 
     def free_pages(self) -> int:
         return len(self._free)
-
-    def is_anon(self, pfn: int) -> bool:
-        return bool(self.flags[pfn] & PG_anon)
 
     def flag_names(self, pfn: int) -> list[str]:
         flags = self.flags[pfn]

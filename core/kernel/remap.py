@@ -22,7 +22,7 @@ from pfnmap.kernel.constants import (
     PG_anon,
     is_cow_mapping,
 )
-from pfnmap.kernel.pgtable import pte_offset, walk_to_table
+from pfnmap.kernel.pgtable import addr_end, pte_offset, walk_to_table
 
 if TYPE_CHECKING:
     from pfnmap.kernel.mm import VmArea
@@ -91,7 +91,7 @@ def _table_chunks(arch, addr: int, end: int):
     """(start address, first index, entry count) for each pte table ``[addr, end)`` touches."""
     span = arch.levels[-2].span if len(arch.levels) > 1 else end - addr
     while addr < end:
-        nxt = min((addr | (span - 1)) + 1, end)
+        nxt = addr_end(addr, span, end)
         yield addr, arch.index(len(arch.levels) - 1, addr), (nxt - addr) >> arch.page_shift
         addr = nxt
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from pfnmap.errors import KernelError
 from pfnmap.kernel.constants import O_SYNC, VM_FAULT_MINOR, VM_RESERVED, VM_SHARED, PG_reserved
-from pfnmap.kernel.files import Inode, OpenFile, ShmemFile
+from pfnmap.kernel.files import Inode, OpenFile, shmem_zero_setup
 from pfnmap.kernel.mm import NOPAGE_SIGBUS, VmOperations
 from pfnmap.kernel.physmem import IORegion
 from pfnmap.kernel.remap import io_remap_pfn_range, remap_pfn_range
@@ -64,17 +64,6 @@ class DevZero(Inode):
         """mmap_zero(): shmem_zero_setup() for VM_SHARED; nothing to do for private."""
         if vma.vm_flags & VM_SHARED:
             shmem_zero_setup(vma)
-
-
-def shmem_zero_setup(vma: VmArea) -> None:
-    """Back a shared anonymous vma by a fresh unlinked shmem object."""
-    machine = vma.vm_mm.machine
-    inode = ShmemFile(machine, vma.vm_end - vma.vm_start)
-    inode.opened = 1
-    if vma.vm_file is not None:
-        vma.vm_file.put()
-    vma.vm_file = OpenFile(inode)
-    inode.mmap(vma.vm_file, vma)
 
 
 class DevBuffer(Inode):

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 from pfnmap.errors import PfnmapError
 from pfnmap.kernel.constants import PG_anon, PG_pgtable, PG_reserved
-from pfnmap.kernel.memory import Verdict, vm_normal_page_verdict
 from pfnmap.kernel.mmap import iter_ptes
+from pfnmap.kernel.normal_page import Verdict, vm_normal_page_verdict
 
 if TYPE_CHECKING:
     from pfnmap.kernel.mm import MmStruct

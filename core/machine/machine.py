@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pluggy
 
 from pfnmap.arch import Arch
+from pfnmap.arches import DEFAULT_ARCH
 from pfnmap.errors import KernelError
 from pfnmap.kernel.files import Inode, RegularFile
 from pfnmap.kernel.mm import MmStruct
@@ -21,6 +22,8 @@ from pfnmap.machine.process import Process
 #: where the default device (a framebuffer-like PCI BAR) sits when RAM leaves room for it
 DEFAULT_IO_BASE = 0xF000_0000
 DEFAULT_IO_SIZE = 16 << 20
+#: ... and at least this many pages of it (the scenarios remap pages up to 512 in; 64 KiB pages)
+DEFAULT_IO_PAGES = 1024
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ class Machine:
 
     def __init__(
         self,
-        arch: str | Arch = "x86-64",
+        arch: str | Arch = DEFAULT_ARCH,
         ram: int | str = "64M",
         io: list[IORegion] | None = None,
         rules: KernelRules | str | None = None,
@@ -86,7 +89,8 @@ class Machine:
         ram_bytes = parse_size(ram)
         if io is None:
             base = max(DEFAULT_IO_BASE, -(-ram_bytes // (1 << 28)) << 28)
-            io = [IORegion("fb0", base, DEFAULT_IO_SIZE)]
+            size = max(DEFAULT_IO_SIZE, DEFAULT_IO_PAGES << self.arch.page_shift)
+            io = [IORegion("fb0", base, size)]
         self.phys = PhysMem(ram_bytes, self.arch.page_shift, io, phys_bits=self.arch.phys_bits)
         self.tables = TableAccess(self.arch, self.phys)
         self.log: list[str] = []

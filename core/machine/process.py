@@ -28,9 +28,10 @@ from pfnmap.kernel.constants import (
 )
 from pfnmap.kernel.fault import handle_mm_fault
 from pfnmap.kernel.files import OpenFile
-from pfnmap.kernel.memory import Verdict, get_user_pages, vm_normal_page_verdict
+from pfnmap.kernel.memory import get_user_pages
 from pfnmap.kernel.mm import MmStruct, VmArea
 from pfnmap.kernel.mmap import do_mmap_pgoff, do_mprotect, do_munmap, dup_mmap, exit_mmap, iter_ptes
+from pfnmap.kernel.normal_page import Verdict, vm_normal_page_verdict
 from pfnmap.kernel.pgtable import WalkStep, lookup, pgd_alloc
 from pfnmap.kernel.uaccess import hw_translate
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from pfnmap.arches import DEFAULT_ARCH
 from pfnmap.kernel.rules import ERAS, KernelRules, rules_for
 from pfnmap.machine import Machine
 from pfnmap.scenarios import Observations, get_scenario
@@ -109,7 +110,7 @@ def run_era(scenario: str, era: str, arch: str, ram: int | str = "64M") -> Obser
 def compare(
     scenario: str,
     eras: list[str] | None = None,
-    arch: str = "x86-64",
+    arch: str = DEFAULT_ARCH,
     ram: int | str = "64M",
 ) -> Comparison:
     """Play ``scenario`` under each of ``eras`` (default: every era, oldest first)."""

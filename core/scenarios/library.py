@@ -143,7 +143,7 @@ def shared_remaps(m: Machine, obs: Observer) -> None:
 
 @scenario(
     "sunffb",
-    "sparc64 ffb: X maps the framebuffer MAP_PRIVATE, forks and draws",
+    "the ffb framebuffer (sunffb): X maps it MAP_PRIVATE, forks and draws",
     ("io_remap_pfn_range", "copy_one_pte", "do_wp_page", "zap_pte_range", "print_bad_pte"),
 )
 def sunffb(m: Machine, obs: Observer) -> None:

@@ -3,8 +3,9 @@
 On ``builder-inited`` it asks :func:`pfnmap.plugins.manager.default_registry` for every arch and
 writes ``arches/generated/<name>.rst`` (plus ``summary.inc``, a table of all of them, included by
 ``arches.rst``). Nothing on those pages is typed by hand: the geometry comes from ``arch.levels``,
-the bit diagrams from ``EntryFormat.fields`` (which :func:`pfnmap.arch.contract.derive_fields`
-derived from the construct ``BitStruct``), the protection map from ``arch.protection_map``. An arch
+the SVG bit pictures (:mod:`pfnmap.render.bitbox`) from ``EntryFormat.fields`` (which
+:func:`pfnmap.arch.contract.derive_fields` derived from the construct ``BitStruct``), the
+protection map from ``arch.protection_map``. An arch
 that a plugin adds later gets its page with no change under docs/.
 
 Files are rewritten only when their text changes, and pages of arches that are gone are removed,
@@ -33,10 +34,12 @@ from sphinx.application import Sphinx
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
+from pfnmap.render.bitbox import bitbox_svg
+
 logger = logging.getLogger(__name__)
 
 GENERATED = Path("arches") / "generated"
-BITS_PER_ROW = 16
+BITS_PER_ROW = 32
 #: the x86 names of the 16 protection_map slots: P = private, S = shared, digits = x w r
 PROT_SLOT_NAMES = [f"__{'S' if i & 8 else 'P'}{i & 7:03b}" for i in range(16)]
 
@@ -78,37 +81,6 @@ def safe_name(arch_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", arch_name)
 
 
-# the bit diagram -------------------------------------------------------------------------------
-def bit_diagram(fmt) -> list[str]:
-    """An ASCII register picture of one entry format, top bit first, 16 bits per row.
-
-    Above each box is the bit range the box covers (a field split across two rows shows the
-    part in each row), inside it the field name.
-    """
-    fields = sorted(fmt.fields.values(), key=lambda f: f.shift, reverse=True)
-    lines: list[str] = []
-    for row_hi in range(fmt.width_bits - 1, -1, -BITS_PER_ROW):
-        row_lo = max(row_hi - BITS_PER_ROW + 1, 0)
-        header, border, body = [" "], ["+"], ["|"]
-        for field in fields:
-            hi = min(field.shift + field.width - 1, row_hi)
-            lo = max(field.shift, row_lo)
-            if hi < lo:
-                continue
-            span = bit_range(hi, lo)
-            width = max(len(field.name), len(span)) + 2
-            if hi == lo:
-                top = str(hi).center(width)
-            else:
-                top = str(hi).ljust(width - len(str(lo))) + str(lo)
-            header.append(top + " ")
-            border.append("-" * width + "+")
-            body.append(field.name.center(width) + "|")
-        rule = "".join(border)
-        lines += ["".join(header).rstrip(), rule, "".join(body), rule, ""]
-    return lines[:-1]
-
-
 def describe_formats(arch) -> dict[str, str]:
     """What each format in ``arch.formats`` is: which level, table pointer or leaf."""
     roles: dict[str, str] = {}
@@ -142,7 +114,9 @@ def prot_names(arch, value: int) -> str:
 
 
 # one arch page ---------------------------------------------------------------------------------
-def arch_page(arch, owner: str) -> list[str]:
+def arch_page(arch, owner: str, pictures: dict[str, str] | None = None) -> list[str]:
+    """The page's lines; the SVG pictures it shows are added to ``pictures`` (file -> text)."""
+    pictures = {} if pictures is None else pictures
     levels = arch.levels
     top = levels[0].shift + levels[0].bits
     out: list[str] = []
@@ -237,8 +211,9 @@ def arch_page(arch, owner: str) -> list[str]:
     out += heading("Entry formats", "-")
     out += [
         "Each picture is drawn from the format's fields as derived from its construct layout,",
-        f"from the top bit down, {BITS_PER_ROW} bits per row. Above each box is the bit range",
-        "it covers in this row; a field that crosses a row boundary appears in both rows.",
+        f"from the top bit down, {BITS_PER_ROW} bits per row (SVG, made at build time by",
+        ":func:`pfnmap.render.bitbox.bitbox_svg`). Above each box are the bits it covers in",
+        "this row; a field that crosses a row boundary appears in both rows.",
         "The table under each picture gives the whole field and its derived mask.",
         "",
     ]
@@ -251,9 +226,16 @@ def arch_page(arch, owner: str) -> list[str]:
                 f"stored {fmt.byteorder}-endian.",
                 "",
             ]
-        out += ["::", ""]
-        out += [f"   {line}" if line else "" for line in bit_diagram(fmt)]
-        out.append("")
+        svg = f"{safe_name(arch.name)}-{safe_name(fmt.name)}.svg"
+        pictures[svg] = bitbox_svg(
+            [(f.name, f.shift, f.width) for f in fmt.fields.values()],
+            fmt.width_bits,
+            BITS_PER_ROW,
+            title=f"{arch.name} {fmt.name}",
+        )
+        out += [f".. image:: {svg}", f"   :alt: {arch.name} {fmt.name}: " + ", ".join(
+            f"{f.name} {bit_range(f.shift + f.width - 1, f.shift)}" for f in fmt.fields.values()
+        ), ""]  # fmt: skip
         digits = fmt.width_bits // 4
         rows = [
             [
@@ -365,9 +347,14 @@ def generate_arch_pages(app: Sphinx) -> None:
     for name, arch in registry.arches.items():
         path = outdir / f"{safe_name(name)}.rst"
         wanted.add(path.name)
-        changed += write_if_changed(path, "\n".join(arch_page(arch, registry.owners[name])) + "\n")
+        pictures: dict[str, str] = {}
+        text = "\n".join(arch_page(arch, registry.owners[name], pictures)) + "\n"
+        changed += write_if_changed(path, text)
+        for picture, svg in pictures.items():
+            wanted.add(picture)
+            changed += write_if_changed(outdir / picture, svg)
     changed += write_if_changed(outdir / "summary.inc", "\n".join(summary(registry)) + "\n")
-    for stale in outdir.glob("*.rst"):
+    for stale in [*outdir.glob("*.rst"), *outdir.glob("*.svg")]:
         if stale.name not in wanted:
             stale.unlink()
             changed += 1

@@ -61,9 +61,9 @@ def qemu_mode(arch: Arch) -> QemuMode:
     mode = QEMU_MODES.get(arch.qemu_monitor_mode or "")
     if mode is None:
         raise FormatError(
-            f"qemu-tlb and qemu-mem are QEMU's x86 monitor formats (paging modes "
-            f"{', '.join(QEMU_MODES)}); {arch.name} has none (QEMU's sparc `info tlb` lists "
-            f"TLB entries, not tables)"
+            f"qemu-tlb and qemu-mem are QEMU's monitor text for the paging modes "
+            f"{', '.join(QEMU_MODES)}; {arch.name} has none (its Arch names no "
+            f"qemu_monitor_mode)"
         )
     return mode
 
