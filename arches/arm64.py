@@ -215,6 +215,7 @@ class Arm64Arch(Arch):
     canonical = False  # TTBR0 walks user VAs from 0; the kernel half is TTBR1's (decoder)
     elf_machine = EM_AARCH64
     elf_class = 2  # ELFCLASS64
+    uname_machine = "aarch64"  # what kdump headers record in utsname.machine
     qemu_monitor_mode = None  # QEMU's monitor has no info tlb/mem for Arm
     #: whether PAs are 52 bits with 64K pages (FEAT_LPA, CONFIG_ARM64_PA_BITS_52)
     lpa: ClassVar[bool] = False

@@ -154,6 +154,7 @@ class Sparc64(Arch):
     has_io_spaces = True
     elf_machine = 43  # EM_SPARCV9
     elf_class = 2
+    uname_machine = "sparc64"
     #: checks of the conformance kit (pfnmap.testing) this arch fails on purpose, and why
     conformance_xfail = {
         "ops.cow": "2.6.15's pte_mkdirty sets the hardware-writable _PAGE_W even in a "

@@ -16,7 +16,7 @@ families differ in a few operations; those differences live here too:
 from __future__ import annotations
 
 import errno
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import construct as cs
 
@@ -26,6 +26,24 @@ from pfnmap.errors import KernelError
 Bit = cs.Flag
 
 PAGE_SHIFT = 12
+X86_CR0_PG = 1 << 31
+X86_CR4_PAE = 1 << 5
+X86_CR4_LA57 = 1 << 12
+X86_EFER_LMA = 1 << 10
+#: __START_KERNEL_map: where x86-64 maps the kernel image
+START_KERNEL_MAP = 0xFFFF_FFFF_8000_0000
+#: i386's __PAGE_OFFSET with the default CONFIG_VMSPLIT_3G
+I386_PAGE_OFFSET = 0xC000_0000
+
+
+def _hex(text: str | None) -> int | None:
+    """A VMCOREINFO hexadecimal value (SYMBOL(...)=ffffffff82a0c000), or None."""
+    try:
+        return int(text, 16) if text else None
+    except ValueError:
+        return None
+
+
 #: the hardware's widest physical address in a 64-bit entry (bits 51..12 of the address field)
 ENTRY_PA_LIMIT = 52
 
@@ -114,6 +132,68 @@ class X86Arch(Arch):
 
     #: whether PAGE_SHARED includes _PAGE_NX (x86-64: yes; i386: no, only COPY/READONLY do)
     pgprot_shared_nx: ClassVar[bool] = True
+    # which control register bits select the mode (Intel SDM vol. 3, 4.1.1): paging is on with
+    # CR0.PG; CR4.PAE, CR4.LA57 and EFER.LMA (long mode) tell the four modes apart
+    #: CR4 bits the mode needs set, and the ones it needs clear
+    cr4_set: ClassVar[int] = 0
+    cr4_clear: ClassVar[int] = 0
+    #: whether the mode is long mode (EFER.LMA; a QEMU core is EM_X86_64 exactly then)
+    long_mode: ClassVar[bool] = True
+    #: the bits of CR3 that hold the top table's address in this mode
+    cr3_root_mask: ClassVar[int] = 0x000F_FFFF_FFFF_F000
+    elf_prstatus_size = 336  # x86-64: 112 bytes of header, 27 64-bit registers, fpvalid
+    #: the VMCOREINFO symbols of the kernel's top table, newest name first
+    vmcoreinfo_roots: ClassVar[tuple[str, ...]] = (
+        "SYMBOL(init_top_pgt)",  # 4.13 and later
+        "SYMBOL(init_level4_pgt)",
+        "SYMBOL(swapper_pg_dir)",
+    )
+
+    def root_from_registers(
+        self, registers: dict[str, int], elf_machine: int | None, word_bits: int | None
+    ) -> int | None:
+        cr0, cr3, cr4 = (registers.get(k) for k in ("cr0", "cr3", "cr4"))
+        if cr0 is None or cr3 is None or cr4 is None or not cr0 & X86_CR0_PG:
+            return None
+        if cr4 & self.cr4_set != self.cr4_set or cr4 & self.cr4_clear:
+            return None
+        if "efer" in registers:
+            if bool(registers["efer"] & X86_EFER_LMA) != self.long_mode:
+                return None
+        elif elf_machine:
+            if elf_machine != self.elf_machine:
+                return None
+        elif word_bits and word_bits != (64 if self.long_mode else 32):
+            return None
+        return cr3 & self.cr3_root_mask
+
+    def root_from_vmcoreinfo(self, vmcoreinfo: dict[str, str], phys_base: int | None) -> int | None:
+        if not self._vmcoreinfo_selects(vmcoreinfo):
+            return None
+        va = next(
+            (_hex(vmcoreinfo[k]) for k in self.vmcoreinfo_roots if _hex(vmcoreinfo.get(k))),
+            None,
+        )
+        if va is None:
+            return None
+        return self._kernel_va_to_pa(va, vmcoreinfo, phys_base)
+
+    def _vmcoreinfo_selects(self, vmcoreinfo: dict[str, str]) -> bool:
+        # 4-level unless the kernel says it turned 5-level paging on (NUMBER(pgtable_l5_enabled))
+        l5 = vmcoreinfo.get("NUMBER(pgtable_l5_enabled)", "0").strip()
+        return (l5 not in ("", "0")) == bool(self.cr4_set & X86_CR4_LA57)
+
+    def _kernel_va_to_pa(
+        self, va: int, vmcoreinfo: dict[str, str], phys_base: int | None
+    ) -> int | None:
+        """__pa_symbol(): a kernel-image address minus __START_KERNEL_map plus phys_base (the
+        kernel's NUMBER(phys_base), else the kdump header's). The symbols in VMCOREINFO are
+        run-time addresses, KASLR's KERNELOFFSET already in them."""
+        if va < START_KERNEL_MAP:
+            return None
+        base = vmcoreinfo.get("NUMBER(phys_base)")
+        pb = int(base) if base is not None and base.lstrip("-").isdigit() else (phys_base or 0)
+        return (va - START_KERNEL_MAP + pb) & ((1 << 64) - 1)
 
     def __init__(self) -> None:
         super().__init__()
@@ -127,11 +207,12 @@ class X86Arch(Arch):
         self._PAGE_ACCESSED = m("accessed")
         self._PAGE_DIRTY = m("dirty")
         self._PAGE_FILE = m("dirty")  # the same bit, when not present
-        self._PAGE_PROTNONE = m("protnone")
-        self._PAGE_PSE = m("protnone")  # bit 7 is PSE in pmd/pud entries
+        # a layout without these names (6.1's, pfnmap.arches.x86_6_1) sets them itself
+        self._PAGE_PROTNONE = m("protnone") if "protnone" in pte.fields else 0
+        self._PAGE_PSE = self._PAGE_PROTNONE  # bit 7 is PSE in pmd/pud entries
         #: _PAGE_SPECIAL = _PAGE_BIT_UNUSED1 (bit 9, the lowest "avl" bit), as x86 defined it
         #: when it implemented pte_special (posted 2008-05, in -mm 2008-06); unused in 2.6.15
-        self.special_mask = 1 << pte.fields["avl"].shift
+        self.special_mask = 1 << pte.fields["avl"].shift if "avl" in pte.fields else 0
         #: 0 where the entry has no NX bit (i386 without PAE), as the kernel defines it
         self._PAGE_NX = m("nx") if "nx" in pte.fields else 0
         #: PHYSICAL_PAGE_MASK: the PA bits of a pte in this mode (x86-64: __PHYSICAL_MASK)
@@ -197,6 +278,31 @@ class X86Arch(Arch):
             ~(mask | self._KERNPG_TABLE | self._PAGE_USER) & self.supported_pte_mask
             for mask in self._table_pfn_mask
         ]
+
+    # the era's headers ----------------------------------------------------------------------
+    def for_rules(self, rules: Any) -> Arch:
+        """From 6.1 (``rules.version()``), this mode as 6.1's headers describe it
+        (:mod:`pfnmap.arches.x86_6_1`: named software bits, PROT_NONE at bit 8, and the L1TF
+        inversion where ``rules.l1tf_protnone_inversion`` and the mode has it); the 2.6.15
+        description before. The variants are cached on the arch object."""
+        from pfnmap.arches import x86_6_1
+
+        if rules.version() < x86_6_1.RELEASE:
+            return self
+        invert = bool(rules.l1tf_protnone_inversion)
+        cache = self.__dict__.setdefault("_variants_6_1", {})
+        variant = cache.get(invert)
+        if variant is None:
+            variant = cache[invert] = x86_6_1.variant_for(self, invert)
+        return variant
+
+    def leaf_kind(self, level: int, entry: int) -> str | None:
+        """``"protnone"`` for a PROT_NONE pte (_PAGE_PROTNONE without _PAGE_PRESENT)."""
+        if level == len(self.levels) - 1 and self._PAGE_PROTNONE:
+            both = self._PAGE_PRESENT | self._PAGE_PROTNONE
+            if entry & both == self._PAGE_PROTNONE:
+                return "protnone"
+        return None
 
     # pte operations (include/asm-x86_64/pgtable.h names) -----------------------------------
     def pte_pfn(self, pte: int) -> int:
@@ -325,6 +431,23 @@ class I386Arch(X86Arch):
     """include/asm-i386/pgtable.h: what the i386 modes (2-level and PAE) do differently."""
 
     pgprot_shared_nx = False  # i386 PAGE_SHARED and PAGE_SHARED_EXEC are the same value
+    long_mode = False
+    uname_machine = "i686"
+    uname_aliases = ("i386", "i486", "i586", "x86_64")
+    elf_prstatus_size = 144  # 72 bytes of header, 17 32-bit registers, fpvalid
+    vmcoreinfo_roots = ("SYMBOL(swapper_pg_dir)",)
+
+    def _vmcoreinfo_selects(self, vmcoreinfo: dict[str, str]) -> bool:
+        # arch_crash_save_vmcoreinfo() of x86_32 writes CONFIG_X86_PAE=y on a PAE kernel
+        return (vmcoreinfo.get("CONFIG_X86_PAE") == "y") == bool(self.cr4_set & X86_CR4_PAE)
+
+    def _kernel_va_to_pa(
+        self, va: int, vmcoreinfo: dict[str, str], phys_base: int | None
+    ) -> int | None:
+        """__pa(): minus PAGE_OFFSET, which x86_32's VMCOREINFO does not record: the default
+        split's 0xC0000000 (CONFIG_VMSPLIT_3G) unless a NUMBER(PAGE_OFFSET) says otherwise."""
+        page_offset = _hex(vmcoreinfo.get("NUMBER(PAGE_OFFSET)")) or I386_PAGE_OFFSET
+        return va - page_offset if va >= page_offset else None
 
     def __init__(self) -> None:
         super().__init__()

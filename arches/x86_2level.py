@@ -18,7 +18,7 @@ honours them, as a dump decoder must.
 from __future__ import annotations
 
 from pfnmap.arch import Level
-from pfnmap.arches.x86 import I386Arch, large_layout, pte_layout, table_layout
+from pfnmap.arches.x86 import X86_CR4_PAE, I386Arch, large_layout, pte_layout, table_layout
 from pfnmap.plugins import hookimpl
 
 ENTRY_BITS = 32
@@ -40,6 +40,8 @@ class X86_2Level(I386Arch):
     elf_machine = 3  # EM_386
     elf_class = 1
     qemu_monitor_mode = "32"
+    cr4_clear = X86_CR4_PAE
+    cr3_root_mask = 0xFFFF_F000
     page_shift = PAGE_SHIFT
     byteorder = "little"
     va_bits = 32

@@ -8,7 +8,14 @@
 from __future__ import annotations
 
 from pfnmap.arch import Level
-from pfnmap.arches.x86 import X86Arch, large_layout, pte_layout, table_layout
+from pfnmap.arches.x86 import (
+    X86_CR4_LA57,
+    X86_CR4_PAE,
+    X86Arch,
+    large_layout,
+    pte_layout,
+    table_layout,
+)
 from pfnmap.plugins import hookimpl
 
 ENTRY_BITS = 64
@@ -31,6 +38,9 @@ class X86_64(X86Arch):
     elf_machine = 62  # EM_X86_64
     elf_class = 2
     qemu_monitor_mode = "la48"
+    uname_machine = "x86_64"
+    cr4_set = X86_CR4_PAE
+    cr4_clear = X86_CR4_LA57
     page_shift = PAGE_SHIFT
     byteorder = "little"
     va_bits = 48

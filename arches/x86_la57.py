@@ -18,7 +18,14 @@ get_unmapped_area searches the whole TASK_SIZE.
 from __future__ import annotations
 
 from pfnmap.arch import Level
-from pfnmap.arches.x86 import X86Arch, large_layout, pte_layout, table_layout
+from pfnmap.arches.x86 import (
+    X86_CR4_LA57,
+    X86_CR4_PAE,
+    X86Arch,
+    large_layout,
+    pte_layout,
+    table_layout,
+)
 from pfnmap.plugins import hookimpl
 
 ENTRY_BITS = 64
@@ -43,6 +50,8 @@ class X86LA57(X86Arch):
     elf_machine = 62  # EM_X86_64
     elf_class = 2
     qemu_monitor_mode = "la57"
+    uname_machine = "x86_64"
+    cr4_set = X86_CR4_PAE | X86_CR4_LA57
     page_shift = PAGE_SHIFT
     byteorder = "little"
     va_bits = 57

@@ -29,6 +29,7 @@ import construct as cs
 from pfnmap.arch import Level
 from pfnmap.arches.x86 import (
     ENTRY_PA_LIMIT,
+    X86_CR4_PAE,
     Bit,
     I386Arch,
     large_layout,
@@ -72,6 +73,8 @@ class X86PAE(I386Arch):
     elf_machine = 3  # EM_386
     elf_class = 1
     qemu_monitor_mode = "pae32"
+    cr4_set = X86_CR4_PAE
+    cr3_root_mask = 0xFFFF_FFE0  # the PDPT is 32-byte aligned
     page_shift = PAGE_SHIFT
     byteorder = "little"
     va_bits = 32

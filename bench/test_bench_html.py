@@ -28,8 +28,6 @@ from browser_helpers import start_chromium
 from pfnmap.cli.main import main
 
 FIXTURE = Path(__file__).parent.parent / "tests" / "fixtures" / "qemu" / "x86-64"
-#: the 74k-leaf page is open and searchable within this many seconds (mean of the rounds)
-OPEN_BOUND_S = 10.0
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +83,8 @@ def test_open_decode_page(benchmark, browser, pages: dict, capsys) -> None:
     hit = benchmark.pedantic(open_and_search, rounds=3, iterations=1)
     assert int(hit, 16) == pages["anon"]
     benchmark.extra_info["leaves"] = 73918
-    assert benchmark.stats["mean"] < OPEN_BOUND_S
+    # the speed is read as a ratio to test_open_demo_page_baseline of the same run (see
+    # docs/performance.rst), never as a time bound
 
 
 def test_open_demo_page_baseline(benchmark, browser, pages: dict) -> None:

@@ -28,11 +28,16 @@ BUILTIN_ARCH_MODULES = (
     "pfnmap.arches.arm64",
 )
 
+#: the built-in image formats (raw, ELF, kdump, LiME): a plugin module of the decoder's,
+#: registered by name like the arches (imported when a manager is made)
+BUILTIN_IMAGE_FORMAT_MODULES = ("pfnmap.decode.images.builtin",)
+
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 __all__ = [
     "BUILTIN_ARCH_MODULES",
+    "BUILTIN_IMAGE_FORMAT_MODULES",
     "DISABLE_AUTOLOAD_ENV",
     "ENTRY_POINT_GROUP",
     "PROJECT_NAME",

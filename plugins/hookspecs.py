@@ -17,6 +17,7 @@ from pfnmap.plugins import hookspec
 
 if TYPE_CHECKING:
     from pfnmap.arch import Arch
+    from pfnmap.decode.images.registry import ImageFormat
     from pfnmap.kernel.reports import BadPteReport, FaultReport
     from pfnmap.machine import Machine
 
@@ -29,6 +30,20 @@ def pfnmap_arches() -> list[Arch]:
     built (layouts cover every bit exactly once, geometry is consistent, every pte operation is
     implemented); a malformed arch is reported with the plugin's name. Called once per plugin
     manager, never on a hot path.
+    """
+
+
+@hookspec
+def pfnmap_image_formats() -> list[ImageFormat]:
+    """Contribute image formats ``pfnmap decode --image-format`` can read.
+
+    Return a list of :class:`pfnmap.decode.images.registry.ImageFormat`: a name, a
+    description, ``open(path)`` returning a :class:`pfnmap.decode.image.PhysImage` (or raising
+    :class:`pfnmap.decode.image.ImageError` with one line), and ``sniff(head)`` that gets the
+    file's first bytes and returns what it recognised (or None), which ``--image-format auto``
+    asks. The built-in kdump, LiME, ELF and raw formats come through this hook too
+    (:mod:`pfnmap.decode.images.builtin`); a name already taken is skipped with a warning.
+    Called when a command first needs the formats, never on a hot path.
     """
 
 

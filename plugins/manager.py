@@ -22,6 +22,7 @@ from pfnmap.arch import Arch
 from pfnmap.errors import PluginError, PluginWarning, UnknownArch
 from pfnmap.plugins import (
     BUILTIN_ARCH_MODULES,
+    BUILTIN_IMAGE_FORMAT_MODULES,
     DISABLE_AUTOLOAD_ENV,
     ENTRY_POINT_GROUP,
     PROJECT_NAME,
@@ -34,7 +35,7 @@ def make_plugin_manager(autoload: bool | None = None) -> pluggy.PluginManager:
     """Create a manager with the hookspecs, the built-ins and (unless disabled) entry points."""
     pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
-    for modname in BUILTIN_ARCH_MODULES:
+    for modname in BUILTIN_ARCH_MODULES + BUILTIN_IMAGE_FORMAT_MODULES:
         pm.register(importlib.import_module(modname), name=modname)
     if autoload is None:
         autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)

@@ -193,3 +193,116 @@ def test_every_entry_pointing_at_the_root_terminates(name: str) -> None:
     img = PhysImage([Segment(0, len(blob))], blob, "self", "raw")
     _, n_problems = drain(Walker(img, arch, root), arch)
     assert n_problems >= top.entries // 2  # loops (and the canonical hole of sparc64)
+
+
+# kdump, flattened and LiME files ---------------------------------------------------------------
+@functools.cache
+def story_kdump(name: str, flattened: bool, codec: str) -> tuple[bytes, list[int]]:
+    """A kdump file of the story's RAM (4 MiB) and its roots."""
+    from pfnmap.decode.image import write_kdump
+
+    m = build_scenario(name, ram="4M")
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / "d"
+        write_kdump(f, [(0, bytes(m.phys.ram))], m.arch, compression=codec, flattened=flattened,
+                    drop_zero=True)  # fmt: skip
+        return f.read_bytes(), [p.mm.pgd for p in m.processes.values()]
+
+
+def _open_and_walk(path: Path, arch, roots) -> None:
+    """Open and walk every root: nothing but ImageError (one line) and WalkError may escape."""
+    try:
+        img = open_image(path)
+    except ImageError as exc:
+        assert str(exc) and "\n" not in str(exc)
+        return
+    with img:
+        for root in roots:
+            try:
+                walker = Walker(img, arch, root)
+            except WalkError as exc:
+                assert "\n" not in str(exc)
+                continue
+            drain(walker, arch)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(["x86-64", "x86-pae", "sparc64"]),
+    flattened=st.booleans(),
+    codec=st.sampled_from(["zlib", "none"]),
+    data=st.data(),
+)
+def test_random_damage_to_a_kdump_file(name, flattened, codec, data) -> None:
+    """Edits anywhere (headers, bitmaps, descriptors, pages, flattened record headers) and cuts:
+    the file opens with one clear line or walks to its end with problem records."""
+    blob, roots = story_kdump(name, flattened, codec)
+    raw = bytearray(blob)
+    for _ in range(data.draw(st.integers(1, 12))):
+        region = data.draw(st.sampled_from(["header", "sub", "anywhere", "descriptor-ish"]))
+        top = {"header": 512, "sub": 8192 + 256}.get(region, len(raw))
+        pos = data.draw(st.integers(0, min(top, len(raw)) - 1))
+        if region == "descriptor-ish":
+            raw[pos : pos + 8] = data.draw(st.binary(min_size=8, max_size=8))
+        else:
+            raw[pos] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.one_of(st.none(), st.integers(0, len(raw))))
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / "d"
+        f.write_bytes(bytes(raw[:cut] if cut is not None else raw))
+        _open_and_walk(f, arch_of(name), roots)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    records=st.lists(
+        st.tuples(st.integers(-2, 1 << 20), st.integers(-2, 5000)), min_size=0, max_size=30
+    ),
+    end=st.booleans(),
+)
+def test_random_flattened_record_headers(records, end) -> None:
+    """Record headers with any offset and size (negative, overlapping, past the end)."""
+    import struct
+
+    head = (b"makedumpfile\0\0\0\0" + struct.pack(">qq", 1, 1)).ljust(4096, b"\0")
+    body = b"".join(struct.pack(">qq", off, size) + bytes(max(0, min(size, 64)))
+                    for off, size in records)  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / "flat"
+        f.write_bytes(head + body + (struct.pack(">qq", -1, -1) if end else b""))
+        _open_and_walk(f, arch_of("x86-64"), [0])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    edits=st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), min_size=1, max_size=8),
+    cut=st.one_of(st.none(), st.integers(0, 12000)),
+)
+def test_random_damage_to_a_lime_file(edits, cut) -> None:
+    from pfnmap.decode.image import write_lime
+
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / "l"
+        write_lime(f, [(0, bytes(4096)), (0x10000, bytes(8192))])
+        raw = bytearray(f.read_bytes())
+        for pos, value in edits:
+            if pos < len(raw):
+                raw[pos] = value
+        f.write_bytes(bytes(raw[:cut] if cut is not None else raw))
+        _open_and_walk(f, arch_of("x86-64"), [0, 0x10000])
+
+
+def test_pn_xnum_with_a_huge_count_ends_at_once(tmp_path: Path) -> None:
+    """The ELF gABI's PN_XNUM: the program header count is section 0's sh_info."""
+    import struct
+
+    f = tmp_path / "core"
+    write_elf_core(f, [(0, bytes(4096))])
+    raw = bytearray(f.read_bytes())
+    shoff = len(raw)
+    raw += struct.pack("<IIQQQQIIQQ", 0, 0, 0, 0, 0, 0, 0, 0xFFFFFFFF, 0, 0)
+    struct.pack_into("<Q", raw, 40, shoff)
+    struct.pack_into("<HH", raw, 56, 0xFFFF, 64)
+    f.write_bytes(bytes(raw))
+    with pytest.raises(ImageError, match="PN_XNUM"):
+        open_image(f)

@@ -88,7 +88,7 @@ def remapped_private(machine: Machine, proc, npages: int, pfn: int, prot: int | 
 def test_era_names_map_to_rules(arch_name: str) -> None:
     """Machine(era=...) picks ERAS[name]; rules= takes a KernelRules or a name; the seed is the
     default; contradicting era= and rules= is refused; an unknown name is UnknownEra."""
-    assert list(ERAS) == ["unpaged", "seed", "2.6.15", "2.6.26"]
+    assert list(ERAS) == ["unpaged", "seed", "2.6.15", "2.6.26", "6.1"]
     assert ERAS["seed"] is SEED
     assert Machine(arch_name).rules is SEED
     for name, rules in ERAS.items():
@@ -650,6 +650,7 @@ def test_2626_profile_is_2615_plus_its_own_fields() -> None:
     changed = set(V2_6_15.as_dict()) - same
     assert changed == {
         "name",
+        "release",
         "vm_mixedmap",
         "pte_special",
         "bad_pfn_vm_bug_on",

@@ -421,11 +421,15 @@ def test_pte_verdicts_agree_with_classify_pte(arch: str) -> None:
             n = (vma.vm_end - vma.vm_start) // ps
             pfns = [*rng.integers(0, m.phys.nr_pages + 8, n).tolist()]
             pfns[0] = vma.vm_pgoff  # one that passes the linear rule
+            pfns[1] = m.phys.zero_pfn  # is_zero_pfn (6.1)
             values = [m.arch.pfn_pte(pfn, vma.vm_page_prot) for pfn in pfns]
             values[-1] = m.arch.pte_mkspecial(values[-1])
             ptes = np.array(values, dtype=np.uint64)
             present = m.arch.ptes_present(ptes)
-            got = pte_verdicts(m.arch, m.rules, m.phys.pfns_valid, vma, vma.vm_start, ptes, present)
+            got = pte_verdicts(
+                m.arch, m.rules, m.phys.pfns_valid, vma, vma.vm_start, ptes, present,
+                zero_pfn=m.phys.zero_pfn, highest_memmap_pfn=m.phys.highest_memmap_pfn,
+            )  # fmt: skip
             for k, pte in enumerate(values):
                 verdict, _, _ = vm_normal_page_verdict(vma, vma.vm_start + k * ps, pte)
                 if got is None:  # page_is_anon decides: the scalar path must be taken

@@ -299,3 +299,124 @@ def test_table_straddling_two_segments_is_copied_together(tmp_path: Path) -> Non
         arr = img.table(PAGE // 2, 512, "<u8")
         assert arr.tobytes() == a[PAGE // 2 :] + b[: PAGE // 2]
         assert np.array_equal(arr, np.frombuffer(a[PAGE // 2 :] + b[: PAGE // 2], "<u8"))
+
+
+# PN_XNUM, sniffing, LiME -------------------------------------------------------------------------
+def _pn_xnum_core(path: Path, sh_info: int, phentsize: int = 56) -> None:
+    """An ELF64 core whose e_phnum is PN_XNUM, with section header 0 holding ``sh_info``."""
+    write_elf_core(path, [(0, bytes(PAGE))])
+    raw = bytearray(path.read_bytes())
+    shoff = len(raw)
+    raw += struct.pack("<IIQQQQIIQQ", 0, 0, 0, 0, 0, 0, 0, sh_info, 0, 0)  # Elf64_Shdr
+    struct.pack_into("<Q", raw, 40, shoff)  # e_shoff
+    struct.pack_into("<HHHH", raw, 54, phentsize, 0xFFFF, 64, 1)  # phentsize, phnum, shentsize..
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize(
+    ("sh_info", "phentsize", "message"),
+    [
+        (0xFFFFFFFF, 56, "says 4294967295 program headers"),
+        (1 << 20, 56, "says 1048576 program headers"),
+        (0xFFFFFFFF, 0, "e_phentsize is 0"),
+    ],
+)
+def test_pn_xnum_with_an_absurd_count_is_one_line_at_once(
+    tmp_path: Path, sh_info: int, phentsize: int, message: str, capsys
+) -> None:
+    """The ELF gABI's extended numbering: e_phnum == PN_XNUM puts the count in section 0's
+    sh_info. A huge count used to make the reader walk billions of headers."""
+    from pfnmap.cli.main import main
+
+    f = tmp_path / "xnum.elf"
+    _pn_xnum_core(f, sh_info, phentsize)
+    with pytest.raises(ImageError, match=message):
+        open_image(f)
+    assert main(["decode", str(f), "--arch", "x86-64", "--root", "0"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_pn_xnum_with_a_true_count_reads(tmp_path: Path) -> None:
+    f = tmp_path / "xnum.elf"
+    _pn_xnum_core(f, 2)  # the writer's PT_NOTE and PT_LOAD
+    with open_image(f) as img:
+        assert img.ranges() == [(0, PAGE)] and img.facts.header["phnum"] == 2
+
+
+def test_auto_names_what_it_found_and_a_wrong_format_points_to_it(tmp_path: Path) -> None:
+    from pfnmap.decode.image import write_kdump, write_lime
+
+    write_kdump(tmp_path / "k", [(0, pattern(PAGE))], "x86-64", flattened=True)
+    write_lime(tmp_path / "l", [(0x2000, pattern(PAGE))])
+    write_elf_core(tmp_path / "e", [(0, pattern(PAGE))])
+    (tmp_path / "r").write_bytes(pattern(PAGE))
+    for name, kind, words in (
+        ("k", "kdump", "flattened"),
+        ("l", "lime", "LiME"),
+        ("e", "elf", "ELF64 file"),
+        ("r", "raw", "raw image"),
+    ):
+        with open_image(tmp_path / name) as img:
+            assert img.kind == kind
+            assert words in img.sniffed
+    wrong = r"not an ELF file.*looks like a kdump.*--image-format kdump"
+    with pytest.raises(ImageError, match=wrong):
+        open_image(tmp_path / "k", kind="elf")
+    with pytest.raises(ImageError, match="unknown image format 'qcow2'"):
+        open_image(tmp_path / "k", kind="qcow2")
+    with pytest.raises(ImageError, match="--base is for raw images"):
+        open_image(tmp_path / "l", base=0x1000)
+
+
+def test_a_plugin_adds_an_image_format_and_auto_finds_it(tmp_path: Path, capsys) -> None:
+    """The pfnmap_image_formats hook: a plugin's format is listed after the built-ins, sniffed
+    by auto, opened by name, and refused when it takes a built-in's name."""
+    import warnings
+
+    from pfnmap.cli.main import main
+    from pfnmap.decode.image import image_formats
+    from pfnmap.decode.images.registry import ImageFormat
+    from pfnmap.errors import PluginWarning
+    from pfnmap.plugins import hookimpl
+    from pfnmap.plugins.manager import default_plugin_manager, make_plugin_manager
+
+    def open_pad(path):
+        data = Path(path).read_bytes()[16:]
+        return PhysImage([Segment(0x2000, len(data))], data, str(path), "pad")
+
+    def sniff_pad(head: bytes) -> str | None:
+        return "PAD" if head[:4] == b"PAD!" else None
+
+    class PadPlugin:
+        @hookimpl
+        def pfnmap_image_formats(self):
+            return [
+                ImageFormat(
+                    "pad", "PAD image", open_pad, lambda h: "PAD" if h[:4] == b"PAD!" else None
+                ),
+                ImageFormat("raw", "a second raw", open_pad),
+            ]
+
+    pm = make_plugin_manager(autoload=False)
+    pm.register(PadPlugin(), name="pad-plugin")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        formats = image_formats(pm)
+    assert list(formats) == ["kdump", "lime", "elf", "pad", "raw"]
+    assert formats["raw"].description.startswith("raw image")  # the built-in kept its name
+    assert any(issubclass(w.category, PluginWarning) and "already provided" in str(w.message)
+               for w in caught)  # fmt: skip
+    f = tmp_path / "img.pad"
+    f.write_bytes(b"PAD!" + bytes(12) + pattern(PAGE))
+    with open_image(f, formats=formats) as img:
+        assert img.kind == "pad" and img.read(0x2000, PAGE) == pattern(PAGE)
+    # and through the command line, with the plugin on the default manager
+    default = default_plugin_manager()
+    default.register(PadPlugin(), name="pad-plugin")
+    try:
+        assert main(["info", str(f), "--json"]) == 0
+        out = capsys.readouterr().out
+        assert '"format": "pad"' in out and '"sniffed": "PAD"' in out
+    finally:
+        default.unregister(name="pad-plugin")

@@ -54,6 +54,7 @@ def test_registry() -> None:
         "gup_no_vm_io",
         "insert_page_fork",
         "mixedmap_cow",
+        "zero_page",
     ]
     for sc in SCENARIOS.values():
         assert sc.title and sc.kernel and "2.6." in sc.doc

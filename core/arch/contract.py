@@ -185,6 +185,9 @@ class Arch:
     #: pte_special pte bit"), or 0 where it spares none: then the kernel keeps vm_normal_page's
     #: VM_PFNMAP / VM_MIXEDMAP rules. Read only by eras whose rules have ``pte_special``.
     special_mask: int = 0
+    #: the pte bit of pte_devmap() (x86-64's _PAGE_DEVMAP, bit 58, in the eras that have it),
+    #: or 0: read by eras whose rules have ``pte_devmap``
+    devmap_mask: int = 0
     #: ELF ``e_machine`` of this arch's cores (EM_386 = 3, EM_SPARCV9 = 43, EM_X86_64 = 62),
     #: 0 (EM_NONE) where none is defined; the dump decoder checks a core against it
     elf_machine: ClassVar[int] = 0
@@ -194,6 +197,16 @@ class Arch:
     #: the paging mode QEMU's monitor ``info tlb``/``info mem`` prints this arch as ("32",
     #: "pae32", "la48", "la57"), or None where QEMU's monitor walks no such tables
     qemu_monitor_mode: ClassVar[str | None] = None
+    #: what ``uname -m`` prints on this arch ("x86_64", "i686", "sparc64"): kdump headers
+    #: record it (``utsname.machine``), and the dump reader matches it; "" where unknown
+    uname_machine: ClassVar[str] = ""
+    #: other ``utsname.machine`` values a dump of this mode may carry ("i386" ... "i586" next
+    #: to "i686"; "x86_64" too, which an x86-64 QEMU writes for a 32-bit guest)
+    uname_aliases: ClassVar[tuple[str, ...]] = ()
+    #: the size of the kernel's ``struct elf_prstatus`` on this arch, what the NT_PRSTATUS
+    #: ("CORE") note of each CPU in its cores holds (x86-64: 336, i386: 144; QEMU writes the
+    #: same layouts), so a dump without an ELF machine (kdump) still says it; 0 where unknown
+    elf_prstatus_size: ClassVar[int] = 0
 
     #: the names of the pte operations every arch must provide
     PTE_OPERATIONS: ClassVar[tuple[str, ...]] = (
@@ -252,6 +265,30 @@ class Arch:
 
     def pte_mkspecial(self, pte: int) -> int:
         return pte | self.special_mask
+
+    def pte_devmap(self, pte: int) -> bool:
+        return bool(pte & self.devmap_mask)
+
+    # the era's headers ------------------------------------------------------------------------
+    def for_rules(self, rules: Any) -> Arch:
+        """This arch as the kernel of ``rules`` (a :class:`pfnmap.kernel.rules.KernelRules`)
+        describes it: an arch whose pgtable headers changed between eras (x86's software bits
+        and PROT_NONE encoding in 6.1) returns a variant with that era's layouts and
+        operations; the default is the arch itself. The Machine and the dump decoder use
+        what this returns."""
+        return self
+
+    def leaves_frame_paddr(self, level: int, raw: np.ndarray, paddr: np.ndarray) -> np.ndarray:
+        """The physical addresses the kernel's pte_pfn()/pmd_pfn() read for leaf entries
+        ``raw`` whose address fields give ``paddr`` (from ``leaf_paddr``). The default is
+        ``paddr``; an arch that stores some entries' frames encoded (x86's L1TF inversion of
+        PROT_NONE ptes, 4.19 on) returns the decoded addresses, in ``paddr`` itself."""
+        return paddr
+
+    def leaf_kind(self, level: int, entry: int) -> str | None:
+        """A name for a leaf entry that is present to the kernel but not to the MMU
+        (``"protnone"`` for x86's PROT_NONE ptes), or None."""
+        return None
 
     # whole-table forms of the pte operations ------------------------------------------------
     # The bulk paths (pfnmap.kernel.fastpath) work on a pte table at a time, as numpy uint64 arrays
@@ -369,6 +406,25 @@ class Arch:
         (``#define io_remap_pfn_range remap_pfn_range``, every arch without I/O spaces). An arch
         that overrides it returns 0 or raises KernelError, as remap_pfn_range does."""
         return NotImplemented
+
+    # what a dump says about this paging mode (pfnmap decode without --arch/--root) ----------
+    def root_from_registers(
+        self, registers: dict[str, int], elf_machine: int | None, word_bits: int | None
+    ) -> int | None:
+        """The physical address of the top table this arch's MMU walks for a dumped CPU whose
+        control registers are ``registers`` (lower-case names: ``cr0``..``cr4``, ``efer``
+        where the dump has it), or None when they select another paging mode or paging is
+        off. ``elf_machine`` (an ELF core's e_machine) and ``word_bits`` (the word size a
+        kdump header is written in) say what else the dump knows, or are None. The default
+        knows no registers: None."""
+        return None
+
+    def root_from_vmcoreinfo(self, vmcoreinfo: dict[str, str], phys_base: int | None) -> int | None:
+        """The physical address of the kernel's own top table (``swapper_pg_dir`` and its
+        successors) from the dumped kernel's VMCOREINFO, when its keys say the kernel ran in
+        this paging mode; else None (the default). ``phys_base`` is the kdump sub header's,
+        when the dump has one."""
+        return None
 
     # decoder facts (neutral defaults: an arch without them decodes as before) -----------------
     #: names of the registers a root may be given as (arm64: "ttbr0", "ttbr1"); see

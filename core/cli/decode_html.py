@@ -16,12 +16,15 @@ if TYPE_CHECKING:
     from pfnmap.decode.image import PhysImage
 
 
-def write_page(args: argparse.Namespace, image: PhysImage, arch: Arch, hints: Hints | None) -> None:
+def write_page(
+    args: argparse.Namespace, image: PhysImage, arch: Arch, hints: Hints | None, root: int
+) -> None:
+    """``root`` is the table address the decode walked (``--root``, or what the dump said)."""
     from pfnmap.render.html import HtmlError, write_decode_html
 
     try:
         out = write_decode_html(
-            args.html, image, arch, args.root, hints, image_name=args.image,
+            args.html, image, arch, root, hints, image_name=args.image,
             max_tables=args.max_tables,
         )  # fmt: skip
     except HtmlError as exc:

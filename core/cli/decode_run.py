@@ -4,25 +4,28 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import TYPE_CHECKING, TextIO
 
 from pfnmap.arch import Arch
 from pfnmap.cli.decode import PROGRESS_MIN_BYTES
 from pfnmap.cli.decode_output import write_output
-from pfnmap.cli.main import UsageError
+from pfnmap.cli.main import PROG, UsageError
 from pfnmap.decode.formats import FormatError, qemu_mode
-from pfnmap.decode.image import check_elf_arch, open_image
+from pfnmap.decode.hints import HintError, Hints, parse_ram_ranges, read_vmas_file
+from pfnmap.decode.image import UnknownImageFormat
+from pfnmap.decode.procfs import read_iomem_file, read_maps_file
+from pfnmap.decode.target import Target, TargetError, resolve_target
 from pfnmap.decode.walker import Walker
 from pfnmap.errors import KernelError, UnknownArch
+from pfnmap.kernel.rules import rules_for
 from pfnmap.kernel.units import format_size
 from pfnmap.plugins.manager import default_registry
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
-
-    from pfnmap.decode.hints import Hints
 
 
 def _arch(name: str) -> Arch:
@@ -32,23 +35,30 @@ def _arch(name: str) -> Arch:
         raise UsageError(f"argument --arch: {exc}") from None
 
 
-def _hints(args: argparse.Namespace) -> Hints | None:
-    if args.ram is None and args.vmas is None:
-        return None
-    # vm_normal_page()'s rules and the kernel model behind them: only when asked for
-    from pfnmap.decode.hints import HintError, Hints, parse_ram_ranges, read_vmas_file
-    from pfnmap.kernel.rules import rules_for
-
+def _hints(args: argparse.Namespace, arch: Arch) -> Hints | None:
+    rules = rules_for(args.era)
     ram = None
     if args.ram is not None:
         try:
-            ram = parse_ram_ranges(args.ram)
+            if os.path.isfile(args.ram):  # /proc/iomem text
+                ram = read_iomem_file(args.ram)
+            else:
+                ram = parse_ram_ranges(args.ram)
         except HintError as exc:
             raise UsageError(f"argument --ram: {exc}") from None
-    vmas = read_vmas_file(args.vmas) if args.vmas is not None else []
+    vmas = []
+    if args.vmas is not None and getattr(args, "maps", None) is not None:
+        raise UsageError("argument --maps: give the vmas once, with --maps or with --vmas")
+    if args.vmas is not None:
+        vmas = read_vmas_file(args.vmas, arch.page_shift)
+    elif getattr(args, "maps", None) is not None:
+        maps = read_maps_file(args.maps, arch.page_shift, rules)
+        for note in maps.notes:
+            print(f"{PROG}: note: {note}", file=sys.stderr)
+        vmas = maps.hints()
     if ram is None and not vmas:
         return None
-    return Hints(ram, vmas, rules_for(args.era))
+    return Hints(ram, vmas, rules, zero_pfn=getattr(args, "zero_pfn", None))
 
 
 def _isatty(stream: TextIO) -> bool:
@@ -97,17 +107,22 @@ def _root(arch: Arch, root: int | tuple[str, int]) -> tuple[int, int]:
 
 
 def cmd_decode(args: argparse.Namespace, console: Console) -> int:
-    arch = _arch(args.arch)
-    if args.format in ("qemu-tlb", "qemu-mem"):
-        try:
-            qemu_mode(arch)
-        except FormatError as exc:
-            raise UsageError(f"argument --format: {exc}") from None
-    hints = _hints(args)
+    if args.arch is not None:
+        _arch(args.arch)
     out = sys.stdout
-    with open_image(args.image, args.base, args.image_format) as image:
-        check_elf_arch(image, arch, default_registry().arches.values())
-        root, va_base = _root(arch, args.root)
+    target = _target(args)
+    # the arch as the era's headers describe it (x86 6.1: software bit names, L1TF)
+    arch = target.arch.for_rules(rules_for(args.era))
+    with target.image as image:
+        hints = _hints(args, arch)
+        if args.format in ("qemu-tlb", "qemu-mem"):
+            try:
+                qemu_mode(arch)
+            except FormatError as exc:
+                raise UsageError(f"argument --format: {exc}") from None
+        root, va_base = (target.root, 0) if target.register is None else _root(arch, args.root)
+        if target.source:
+            print(f"{PROG}: {target.source}", file=sys.stderr)
         walker = Walker(image, arch, root, max_tables=args.max_tables, va_base=va_base,
                         grouped=True)  # fmt: skip
         bar = _progress(args, image.size)
@@ -127,8 +142,29 @@ def cmd_decode(args: argparse.Namespace, console: Console) -> int:
         if args.html:
             from pfnmap.cli.decode_html import write_page
 
-            write_page(args, image, arch, hints)
+            write_page(args, image, arch, hints, walker.root)
     return 0
+
+
+def _target(args: argparse.Namespace) -> Target:
+    """The image, arch and root (pfnmap.decode.target), bad options as UsageError."""
+    # a REGISTER:VALUE root needs the arch first: the dump may still say which arch it is
+    register = args.root if isinstance(args.root, tuple) else None
+    try:
+        return resolve_target(
+            args.image,
+            arches=default_registry().arches,
+            arch_name=args.arch,
+            root=args.root if register is None else 0,
+            register=register,
+            cpu=args.cpu,
+            base=args.base,
+            image_format=args.image_format,
+        )
+    except UnknownImageFormat as exc:
+        raise UsageError(f"argument --image-format: {exc}") from None
+    except TargetError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_dump(args: argparse.Namespace, console: Console) -> int:
@@ -148,7 +184,7 @@ def cmd_dump(args: argparse.Namespace, console: Console) -> int:
         raise UsageError(
             f"argument --ram: {format_size(args.ram)} on {arch.name}: {exc.detail or exc}"
         ) from None
-    info = dump_machine(machine, args.out, args.format)
+    info = dump_machine(machine, args.out, args.format, compression=args.compression)
     console.print(
         Text(
             f"wrote {args.out} ({info['format']}, {format_size(machine.phys.ram_bytes)} of "

@@ -34,6 +34,7 @@ COMMANDS = (
     "pfnmap.cli.compare",
     "pfnmap.cli.decode",
     "pfnmap.cli.vtop",
+    "pfnmap.cli.info",
 )
 #: struct pages cost host memory per emulated page; the story needs only a few MiB
 MAX_DEMO_RAM = 16 << 30

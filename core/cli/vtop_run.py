@@ -127,7 +127,7 @@ def cmd_vtop(args: argparse.Namespace, console: Console) -> int:
             if proc is not None:
                 t = vtop_process(proc, va)
             else:
-                t = vtop(image, arch, root, va, _hints(args))
+                t = vtop(image, arch, root, va, _hints(args, arch))
         except AddressError as exc:
             raise UsageError(f"VA: {exc}") from None
         if args.format == "jsonl":

@@ -1,7 +1,8 @@
 """``pfnmap dump``: an emulated machine's physical memory as an image, and what decodes it.
 
-:func:`dump_machine` writes the machine's RAM as a raw image (base 0) or an ELF core (one
-PT_LOAD at physical 0, like QEMU's ``dump-guest-memory``), and next to it ``OUT.json``: the
+:func:`dump_machine` writes the machine's RAM as a raw image (base 0), an ELF core (one
+PT_LOAD at physical 0, like QEMU's ``dump-guest-memory``), a kdump-compressed file (plain or
+flattened, like ``dump-guest-memory -z``) or a LiME image, and next to it ``OUT.json``: the
 arch, the RAM ranges, the I/O regions, and for each live process its page-table root (the
 physical address of its pgd), its vmas, and the ``pfnmap decode`` command line that decodes
 it; each process's vmas are also written as ``OUT.pid<N>.vmas`` in the ``--vmas`` format. So
@@ -24,6 +25,7 @@ anonymous mapping, so the dump has every verdict vm_normal_page() can give.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -31,9 +33,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pfnmap.decode.catalog import DUMP_FORMATS
+from pfnmap.decode.catalog import DUMP_FORMATS, KDUMP_COMPRESSIONS
 from pfnmap.decode.hints import Hints, VmaHint, format_vmas
-from pfnmap.decode.image import write_elf_core, write_raw
+from pfnmap.decode.images.codecs import CodecMissing
+from pfnmap.decode.images.elf import write_elf_core
+from pfnmap.decode.images.kdump_write import write_kdump
+from pfnmap.decode.images.lime import write_lime
+from pfnmap.decode.images.notes import NT_PFNMAP_DUMP as _NOTE_TYPE
+from pfnmap.decode.images.notes import elf_note
+from pfnmap.decode.images.raw import write_raw
 from pfnmap.errors import PfnmapError
 from pfnmap.kernel.constants import MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE
 from pfnmap.kernel.rules import ERAS, SEED
@@ -41,7 +49,7 @@ from pfnmap.machine import Machine, Process
 
 DUMP_SCHEMA = "pfnmap.decode.dump/1"
 #: the ELF note pfnmap adds to its cores (name "PFNMAP"): the dump's JSON, without the vmas
-NT_PFNMAP_DUMP = 0x5046
+NT_PFNMAP_DUMP = _NOTE_TYPE
 
 
 class DumpError(PfnmapError):
@@ -97,7 +105,12 @@ def process_vmas(proc: Process) -> list[VmaHint]:
 
 def machine_hints(machine: Machine, proc: Process) -> Hints:
     """What a dump of ``machine`` tells the decoder about ``proc``: RAM and its vmas."""
-    return Hints([(0, machine.phys.ram_bytes)], process_vmas(proc), machine.rules)
+    return Hints(
+        [(0, machine.phys.ram_bytes)],
+        process_vmas(proc),
+        machine.rules,
+        zero_pfn=machine.phys.zero_pfn,
+    )
 
 
 def ram_arg(ranges: list[tuple[int, int]]) -> str:
@@ -119,6 +132,8 @@ def dump_info(machine: Machine, image: str, fmt: str) -> dict[str, Any]:
         ]  # fmt: skip
         if machine.rules.name != SEED.name and ERAS.get(machine.rules.name) == machine.rules:
             command += ["--era", machine.rules.name]
+        if machine.rules.zero_pfn_is_special:  # is_zero_pfn decides (2.6.32 on)
+            command += ["--zero-pfn", f"{machine.phys.zero_pfn:#x}"]
         procs.append(
             {
                 "pid": proc.pid,
@@ -146,6 +161,7 @@ def dump_info(machine: Machine, image: str, fmt: str) -> dict[str, Any]:
         "base": "0x0",
         "page_size": arch.page_size,
         "rules": machine.rules.name,
+        "zero_pfn": f"{machine.phys.zero_pfn:#x}",
         "ram": [[f"{a:#x}", f"{b:#x}"] for a, b in ram],
         "io": [
             {"name": r.name, "start": f"{r.start:#x}", "end": f"{r.end:#x}", "space": r.space}
@@ -165,30 +181,59 @@ def hints_from_info(info: dict[str, Any], pid: int) -> Hints:
                         int(v["pgoff"], 16))
                 for v in proc["vmas"]
             ]  # fmt: skip
-            return Hints(ram, vmas, ERAS.get(info.get("rules", ""), SEED))
+            zero = info.get("zero_pfn")
+            return Hints(
+                ram,
+                vmas,
+                ERAS.get(info.get("rules", ""), SEED),
+                zero_pfn=None if zero is None else int(zero, 16),
+            )
     raise DumpError(f"the dump has no process {pid}")
 
 
 # writing ------------------------------------------------------------------------------------
-def dump_machine(machine: Machine, path: str | os.PathLike[str], fmt: str = "raw") -> dict:
-    """Write ``machine``'s RAM to ``path`` (``raw`` or ``elf``), ``path.json`` and one
-    ``path.pid<N>.vmas`` per live process; returns the JSON's content."""
+def dump_machine(
+    machine: Machine,
+    path: str | os.PathLike[str],
+    fmt: str = "raw",
+    *,
+    compression: str = "zlib",
+) -> dict:
+    """Write ``machine``'s RAM to ``path`` (one of :data:`DUMP_FORMATS`), ``path.json`` and one
+    ``path.pid<N>.vmas`` per live process; returns the JSON's content. ELF and kdump files
+    carry pfnmap's note (the JSON without the vmas, each process's root), so ``pfnmap decode``
+    needs no ``--arch``/``--root`` for them; ``compression`` is the kdump page codec."""
     if fmt not in DUMP_FORMATS:
-        raise DumpError(f"unknown dump format {fmt!r} (raw or elf)")
+        raise DumpError(f"unknown dump format {fmt!r} ({', '.join(DUMP_FORMATS)})")
+    if compression not in KDUMP_COMPRESSIONS:
+        raise DumpError(f"unknown compression {compression!r} ({', '.join(KDUMP_COMPRESSIONS)})")
     out = Path(path)
     info = dump_info(machine, out.name, fmt)
+    if fmt.startswith("kdump"):
+        info["compression"] = compression
     ram = memoryview(machine.phys.ram)
+    note = {k: v for k, v in info.items() if k != "processes"}
+    note["roots"] = {str(p["pid"]): p["root"] for p in info["processes"]}
+    note_bytes = json.dumps(note).encode()
     try:
         if fmt == "raw":
             write_raw(out, ram)
-        else:
-            note = {k: v for k, v in info.items() if k != "processes"}
-            note["roots"] = {str(p["pid"]): p["root"] for p in info["processes"]}
+        elif fmt == "lime":
+            write_lime(out, [(0, ram)])
+        elif fmt == "elf":
             write_elf_core(
+                out, [(0, ram)], machine.arch, notes=[("PFNMAP", NT_PFNMAP_DUMP, note_bytes)]
+            )
+        else:
+            arch = machine.arch
+            write_kdump(
                 out,
                 [(0, ram)],
-                machine.arch,
-                notes=[("PFNMAP", NT_PFNMAP_DUMP, json.dumps(note).encode())],
+                arch,
+                compression=compression,
+                flattened=fmt == "kdump-flat",
+                notes=elf_note("PFNMAP", NT_PFNMAP_DUMP, note_bytes, arch.byteorder),
+                vmcoreinfo=f"OSRELEASE=2.6.15-pfnmap\nPAGESIZE={arch.page_size}\n".encode(),
             )
         for proc in machine.processes.values():
             if proc.alive:
@@ -199,6 +244,10 @@ def dump_machine(machine: Machine, path: str | os.PathLike[str], fmt: str = "raw
         )
     except OSError as exc:
         raise DumpError(f"cannot write {exc.filename or out}: {exc.strerror or exc}") from None
+    except CodecMissing as exc:
+        with contextlib.suppress(OSError):
+            out.unlink()  # nothing half-written
+        raise DumpError(str(exc)) from None
     finally:
         ram.release()
     return info

@@ -13,9 +13,14 @@ The vma file format (``--vmas``): one vma per line, ``START-END FLAGS PGOFF``::
     2aaaaaaab000-2aaaaaaaf000         VM_READ|VM_SHARED|VM_IO|VM_PFNMAP     f0000
     2aaaaaaaf000-2aaaaaab1000         0x844fb                               f0004
 
-START, END and PGOFF are hexadecimal with or without ``0x`` (as in /proc/PID/maps); FLAGS is a
-hexadecimal vm_flags value with ``0x``, or names joined with ``|`` (``VM_`` optional, any case).
-Blank lines and text after ``#`` are ignored.
+START, END and PGOFF are hexadecimal with or without ``0x``; FLAGS is a hexadecimal vm_flags
+value with ``0x``, or names joined with ``|`` (``VM_`` optional, any case). Blank lines and text
+after ``#`` are ignored. START and END are byte addresses and must be page-aligned; PGOFF is
+vm_pgoff, in *pages*. /proc/PID/maps prints the offset in bytes, zero-padded to eight digits
+(``000a0000``), so a PGOFF in that form that is a multiple of the page size is refused as a
+byte offset (write it without the leading zeros if it really is a page count); a line of
+maps itself is refused with a pointer to ``--maps``, which reads maps and smaps as the kernel
+prints them (:mod:`pfnmap.decode.procfs`).
 """
 
 from __future__ import annotations
@@ -23,19 +28,22 @@ from __future__ import annotations
 import bisect
 import itertools
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from pfnmap.arch import Arch
 from pfnmap.errors import PfnmapError
-from pfnmap.kernel.constants import VM_FLAG_NAMES, vm_flag_names
-from pfnmap.kernel.normal_page import classify_pte
+from pfnmap.kernel.constants import VM_FLAG_NAMES, VM_FLAG_NAMES_6_1, vm_flag_names
+from pfnmap.kernel.normal_page import Verdict, classify_pte
 from pfnmap.kernel.rules import SEED, KernelRules
 from pfnmap.kernel.units import parse_size
 
 #: the verdict when vm_normal_page() would need pfn_valid() and no RAM ranges are known
 UNKNOWN = "unknown"
-_FLAG_VALUES = {name: value for value, name in VM_FLAG_NAMES.items()}
+#: every vm_flags name pfnmap knows, 2.6.15's and 6.1's (some share a bit: VM_RESERVED and
+#: VM_LOCKONFAULT are both 0x80000)
+_FLAG_VALUES = {name: value for value, name in (*VM_FLAG_NAMES.items(), *VM_FLAG_NAMES_6_1.items())}
 
 
 class HintError(PfnmapError):
@@ -76,7 +84,10 @@ class Hints:
         ram: Sequence[tuple[int, int]] | None = None,
         vmas: Iterable[VmaHint] = (),
         rules: KernelRules = SEED,
+        zero_pfn: int | None = None,
     ) -> None:
+        #: the shared zero page's pfn (is_zero_pfn), None when unknown
+        self.zero_pfn = zero_pfn
         self.ram = None if ram is None else sorted(ram)
         self.vmas = sorted(vmas, key=lambda v: v.start)
         for a, b in itertools.pairwise(self.vmas):
@@ -122,14 +133,43 @@ class Hints:
         vma = self.vma_at(addr)
         if vma is None:
             return None, "no vma covers this address"
+        zero = self.zero_pfn
         try:
-            verdict, _, reason = classify_pte(
-                arch, self.rules, pfn_valid, vma.flags, vma.start, vma.pgoff, addr, pte
+            verdict, pfn, reason = classify_pte(
+                arch,
+                self.rules,
+                pfn_valid,
+                vma.flags,
+                vma.start,
+                vma.pgoff,
+                addr,
+                pte,
+                is_zero_pfn=None if zero is None else zero.__eq__,
+                highest_memmap_pfn=self.highest_memmap_pfn(arch),
             )
         except _NeedsRam as need:
             pfn = need.args[0]
             return UNKNOWN, f"needs pfn_valid({pfn:#x}) and no RAM ranges are known (--ram)"
+        if (
+            verdict is Verdict.BAD
+            and zero is None
+            and self.rules.zero_pfn_is_special
+            and arch.special_mask
+            and arch.pte_special(pte)
+        ):
+            # vm_normal_page would return NULL quietly if this is the zero page
+            return UNKNOWN, (
+                f"a special pte of pfn {pfn:#x} outside a VM_PFNMAP/VM_MIXEDMAP vma: the zero "
+                "page or a bad pte; give the zero page's pfn (--zero-pfn) to tell"
+            )
         return str(verdict), reason
+
+    def highest_memmap_pfn(self, arch: Arch) -> int | None:
+        """The last pfn of the highest RAM range (mm/memory.c's highest_memmap_pfn), None
+        when no RAM ranges are known."""
+        if not self.ram:
+            return None
+        return (max(end for _, end in self.ram) >> arch.page_shift) - 1
 
 
 # parsing ------------------------------------------------------------------------------------
@@ -176,7 +216,8 @@ def parse_ram_ranges(text: str) -> list[tuple[int, int]]:
 
 
 def parse_vm_flags(text: str) -> int:
-    """``"VM_READ|VM_PFNMAP"``, ``"read|pfnmap"`` or ``"0x401"`` -> the vm_flags value."""
+    """``"VM_READ|VM_PFNMAP"``, ``"read|pfnmap"``, ``"0x401"`` or ``"VM_IO|0x4000000"`` -> the
+    vm_flags value (2.6.15's names and 6.1's, such as VM_DONTDUMP)."""
     t = text.strip()
     if t.lower().startswith("0x"):
         try:
@@ -185,6 +226,9 @@ def parse_vm_flags(text: str) -> int:
             raise HintError(f"flags {text!r} is not a hexadecimal number") from None
     flags = 0
     for name in t.split("|"):
+        if name.strip().lower().startswith("0x"):  # a bit without a name: 0x4000000
+            flags |= parse_vm_flags(name)
+            continue
         key = name.strip().upper()
         if not key.startswith("VM_"):
             key = "VM_" + key
@@ -197,8 +241,14 @@ def parse_vm_flags(text: str) -> int:
     return flags
 
 
-def parse_vmas(text: str, source: str = "vmas") -> list[VmaHint]:
-    """The vmas of a ``--vmas`` file's text (format in the module docstring)."""
+#: the permissions column of a /proc/PID/maps line
+_MAPS_PERMS = re.compile(r"^[r-][w-][x-][sp]$")
+
+
+def parse_vmas(text: str, source: str = "vmas", page_shift: int = 12) -> list[VmaHint]:
+    """The vmas of a ``--vmas`` file's text (format in the module docstring); ``page_shift``
+    is the arch's, for the alignment and byte-offset checks."""
+    page = 1 << page_shift
     vmas: list[VmaHint] = []
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
@@ -206,6 +256,11 @@ def parse_vmas(text: str, source: str = "vmas") -> list[VmaHint]:
             continue
         where = f"{source}:{lineno}"
         parts = line.split()
+        if len(parts) >= 5 and _MAPS_PERMS.match(parts[1]):
+            raise HintError(
+                f"{where}: this is a /proc/PID/maps line (offsets in bytes): pass the file "
+                "with --maps, which reads maps and smaps as the kernel prints them"
+            )
         if len(parts) != 3 or "-" not in parts[0]:
             raise HintError(f"{where}: expected 'START-END FLAGS PGOFF', got {raw.strip()!r}")
         a, b = parts[0].split("-", 1)
@@ -213,15 +268,29 @@ def parse_vmas(text: str, source: str = "vmas") -> list[VmaHint]:
         end = _int(b, where, hex_default=True)
         if end <= start:
             raise HintError(f"{where}: end {end:#x} is not above start {start:#x}")
+        if start % page or end % page:
+            raise HintError(
+                f"{where}: {start:#x}-{end:#x} is not aligned to the {page}-byte page "
+                "(START and END are byte addresses of page boundaries)"
+            )
         try:
             flags = parse_vm_flags(parts[1])
         except HintError as exc:
             raise HintError(f"{where}: {exc}") from None
-        vmas.append(VmaHint(start, end, flags, _int(parts[2], where, hex_default=True)))
+        text_pgoff = parts[2]
+        pgoff = _int(text_pgoff, where, hex_default=True)
+        digits = text_pgoff[2:] if text_pgoff.lower().startswith("0x") else text_pgoff
+        if pgoff and pgoff % page == 0 and len(digits) >= 8 and digits.startswith("0"):
+            raise HintError(
+                f"{where}: pgoff {text_pgoff} looks like the byte offset /proc/PID/maps "
+                f"prints; --vmas wants vm_pgoff in pages ({pgoff >> page_shift:#x} here), or "
+                "pass the maps file itself with --maps"
+            )
+        vmas.append(VmaHint(start, end, flags, pgoff))
     return vmas
 
 
-def read_vmas_file(path: str | os.PathLike[str]) -> list[VmaHint]:
+def read_vmas_file(path: str | os.PathLike[str], page_shift: int = 12) -> list[VmaHint]:
     name = os.fspath(path)
     try:
         with open(name, encoding="utf-8") as f:
@@ -230,7 +299,7 @@ def read_vmas_file(path: str | os.PathLike[str]) -> list[VmaHint]:
         raise HintError(f"{name}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise HintError(f"{name}: cannot read the vma file: {exc}") from None
-    vmas = parse_vmas(text, name)
+    vmas = parse_vmas(text, name, page_shift)
     try:
         Hints(None, vmas)
     except HintError as exc:

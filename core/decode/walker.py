@@ -19,6 +19,10 @@ array instead, into grouped batches (see :class:`Walker`): the bulk mode. Proble
     a present entry points to a table the image does not hold;
 ``truncated``
     a table the image declares is cut off by the end of the file;
+``not-dumped``
+    a table in RAM the dump left out (a kdump file's dump level excluded the page);
+``unreadable``
+    a table whose stored bytes are damaged (a kdump page that does not decompress);
 ``loop``
     an entry points back to a table on its own path from the root (not followed);
 ``reserved-bits``
@@ -43,8 +47,10 @@ vm_normal_page()'s verdict. The records live in :mod:`pfnmap.decode.records` and
 in :mod:`pfnmap.decode.views`; this module exports them all.
 
 Where pfnmap differs from the hardware: a leaf's physical address is the entry's own
-(``leaf_paddr``, what ``pte_pfn`` reads); sparc64's large TTEs, which the MMU also aligns down to
-their size, are shown per 8 KiB slot with their ``size`` field among the flags.
+(``leaf_paddr``, what ``pte_pfn`` reads; for an entry the arch stores encoded, such as x86's
+PROT_NONE ptes under the L1TF inversion of the 6.1 era, what
+:meth:`~pfnmap.arch.Arch.leaves_frame_paddr` decodes); sparc64's large TTEs, which the MMU
+also aligns down to their size, are shown per 8 KiB slot with their ``size`` field among the flags.
 """
 
 from __future__ import annotations
@@ -84,10 +90,12 @@ __all__ = [
     "MIN_TABLE_BUDGET",
     "MISALIGNED",
     "NON_CANONICAL",
+    "NOT_DUMPED",
     "OUTSIDE",
     "PROBLEM_KINDS",
     "RESERVED",
     "TRUNCATED",
+    "UNREADABLE",
     "Item",
     "Leaf",
     "LeafBatch",
@@ -104,6 +112,8 @@ __all__ = [
 
 OUTSIDE = "outside-image"
 TRUNCATED = "truncated"
+NOT_DUMPED = "not-dumped"
+UNREADABLE = "unreadable"
 LOOP = "loop"
 RESERVED = "reserved-bits"
 NON_CANONICAL = "non-canonical"
@@ -112,6 +122,8 @@ BUDGET = "table-budget"
 PROBLEM_KINDS = (
     OUTSIDE,
     TRUNCATED,
+    NOT_DUMPED,
+    UNREADABLE,
     LOOP,
     RESERVED,
     NON_CANONICAL,
@@ -122,6 +134,8 @@ PROBLEM_KINDS = (
 )
 
 _U64 = (1 << 64) - 1
+#: OutsideImage kinds (pfnmap.decode.images.base) that become problems of their own
+_READ_PROBLEMS = {"not-dumped": NOT_DUMPED, "unreadable": UNREADABLE}
 #: leaves a grouped batch (``Walker(..., grouped=True)``) holds at most: x86-64's 512 pte
 #: tables under one pmd table, 2 MiB of raw entries
 GROUP_ENTRIES = 1 << 18
@@ -216,6 +230,8 @@ class Walker:
         try:
             return self.image.table(root, lv.entries, self.ops.levels[0].dtype)
         except OutsideImage as exc:
+            if exc.kind in _READ_PROBLEMS:
+                raise WalkError(f"root table [{root:#x}, {root + size:#x}): {exc}") from None
             what = "cut off by the end of the file" if exc.kind == "truncated" else "outside"
             raise WalkError(
                 f"root table [{root:#x}, {root + size:#x}) is {what} the image "
@@ -288,7 +304,8 @@ class Walker:
             raw=raw,
             va_raw=va_raw,
             va=self._canon(va_raw),
-            pa=ops.leaf_paddr(raw),
+            # the frame the kernel reads (x86 6.1: a PROT_NONE pte's pfn is stored inverted)
+            pa=self.arch.leaves_frame_paddr(level, raw, ops.leaf_paddr(raw)),
             present=present,
             upper=upper,
         )
@@ -446,7 +463,9 @@ class Walker:
         try:
             arr = self.image.table(child, nxt.entries, nops.dtype)
         except OutsideImage as exc:
-            if exc.kind == "truncated":
+            if exc.kind in _READ_PROBLEMS:
+                kind, where = _READ_PROBLEMS[exc.kind], f"not readable: {exc}"
+            elif exc.kind == "truncated":
                 kind, where = TRUNCATED, "cut off by the end of the file"
             else:
                 kind, where = OUTSIDE, "outside the image"
@@ -560,7 +579,9 @@ class Walker:
                 raw=leaf,
                 va_raw=va_raw_out,
                 va=self._canon(va_raw_out),
-                pa=ops.leaf_paddr(leaf, out=pool.take(count, np.uint64)),
+                pa=self.arch.leaves_frame_paddr(
+                    level + 1, leaf, ops.leaf_paddr(leaf, out=pool.take(count, np.uint64))
+                ),
                 present=present,
                 upper=upper,
                 tables=children,

@@ -1,4 +1,5 @@
-"""Kernel and user ABI constants of the 2.6.15 era (include/linux/mm.h at the seed, mman.h)."""
+"""Kernel and user ABI constants of the 2.6.15 era (include/linux/mm.h at the seed, mman.h), and
+the vm_flags of Linux 6.1 whose bits the 2.6.15 names do not cover (:data:`VM_FLAG_NAMES_6_1`)."""
 
 from __future__ import annotations
 
@@ -38,9 +39,74 @@ VM_FLAG_NAMES: dict[int, str] = {
 }
 
 
-def vm_flag_names(flags: int) -> list[str]:
-    """Names of the set vm_flags bits, lowest bit first."""
-    return [VM_FLAG_NAMES.get(1 << b, f"0x{1 << b:x}") for b in range(32) if flags & (1 << b)]
+def vm_flag_names(flags: int, names: dict[int, str] | None = None) -> list[str]:
+    """Names of the set vm_flags bits, lowest bit first (``names``: another era's table, such
+    as :data:`VM_FLAG_NAMES_6_1`; default the 2.6.15 one)."""
+    table = VM_FLAG_NAMES if names is None else names
+    top = max(32, flags.bit_length())
+    return [table.get(1 << b, f"0x{1 << b:x}") for b in range(top) if flags & (1 << b)]
+
+
+# vm_flags of include/linux/mm.h in 6.1 that 2.6.15 did not have. Several reuse bits whose
+# 2.6.15 names are above (VM_EXECUTABLE's bit is VM_UFFD_WP, VM_RESERVED's VM_LOCKONFAULT,
+# VM_NONLINEAR's VM_SYNC, VM_MAPPED_COPY's VM_ARCH_1, VM_INSERTPAGE's VM_WIPEONFORK), so they
+# stay out of VM_FLAG_NAMES and name bits only in VM_FLAG_NAMES_6_1.
+VM_UFFD_MISSING = 0x00000200  # 4.3; x86 has no VM_GROWSUP
+VM_UFFD_WP = 0x00001000  # 4.3 (VM_EXECUTABLE's old bit)
+VM_LOCKONFAULT = 0x00080000  # 4.4 (VM_RESERVED's old bit; VM_RESERVED went in 3.7)
+VM_NORESERVE = 0x00200000
+VM_SYNC = 0x00800000  # 4.15, MAP_SYNC (VM_NONLINEAR's old bit)
+VM_ARCH_1 = 0x01000000  # x86: VM_PAT, set by track_pfn_remap for a whole-vma remap
+VM_WIPEONFORK = 0x02000000  # 4.14 (VM_INSERTPAGE's old bit; VM_INSERTPAGE went in 3.7)
+VM_DONTDUMP = 0x04000000  # 3.7, replacing VM_RESERVED in remap_pfn_range
+VM_SOFTDIRTY = 0x08000000  # 3.11, CONFIG_MEM_SOFT_DIRTY
+VM_HUGEPAGE = 0x20000000
+VM_NOHUGEPAGE = 0x40000000
+VM_MERGEABLE = 0x80000000
+#: x86-64 protection keys: VM_HIGH_ARCH_0..3 (bits 32..35), shown by smaps as ProtectionKey
+VM_PKEY_BIT0 = 1 << 32
+VM_PKEY_BIT1 = 1 << 33
+VM_PKEY_BIT2 = 1 << 34
+VM_PKEY_BIT3 = 1 << 35
+
+#: vm_flags bit -> name in Linux 6.1 (x86-64): the 2.6.15 names of bits 6.1 still gives the
+#: same meaning, and the 6.1 names above (VM_DENYWRITE, VM_EXECUTABLE, VM_RESERVED,
+#: VM_NONLINEAR, VM_MAPPED_COPY and VM_INSERTPAGE are gone)
+VM_FLAG_NAMES_6_1: dict[int, str] = {
+    value: name
+    for value, name in VM_FLAG_NAMES.items()
+    if name
+    not in (
+        "VM_DENYWRITE",
+        "VM_EXECUTABLE",
+        "VM_RESERVED",
+        "VM_NONLINEAR",
+        "VM_MAPPED_COPY",
+        "VM_INSERTPAGE",
+        "VM_GROWSUP",
+    )
+}
+VM_FLAG_NAMES_6_1.update(
+    (value, name)
+    for name, value in (
+        ("VM_UFFD_MISSING", VM_UFFD_MISSING),
+        ("VM_UFFD_WP", VM_UFFD_WP),
+        ("VM_LOCKONFAULT", VM_LOCKONFAULT),
+        ("VM_NORESERVE", VM_NORESERVE),
+        ("VM_SYNC", VM_SYNC),
+        ("VM_ARCH_1", VM_ARCH_1),
+        ("VM_WIPEONFORK", VM_WIPEONFORK),
+        ("VM_DONTDUMP", VM_DONTDUMP),
+        ("VM_SOFTDIRTY", VM_SOFTDIRTY),
+        ("VM_HUGEPAGE", VM_HUGEPAGE),
+        ("VM_NOHUGEPAGE", VM_NOHUGEPAGE),
+        ("VM_MERGEABLE", VM_MERGEABLE),
+        ("VM_PKEY_BIT0", VM_PKEY_BIT0),
+        ("VM_PKEY_BIT1", VM_PKEY_BIT1),
+        ("VM_PKEY_BIT2", VM_PKEY_BIT2),
+        ("VM_PKEY_BIT3", VM_PKEY_BIT3),
+    )
+)
 
 
 def is_cow_mapping(flags: int) -> bool:

@@ -100,11 +100,11 @@ def try_copy_pte_range(
     if rules.copy_raw_pte_verbatim:
         # before the seed the page is looked up on the pte as it is, and a pte without one is
         # copied untouched
-        verdicts = pte_verdicts(arch, rules, machine.phys.pfns_valid, vma, addr, ptes, present)
+        verdicts = _verdicts(machine, vma, addr, ptes, present)
         changed = None if verdicts is None else verdicts.page
     else:
         judged = present & arch.ptes_present(child)
-        verdicts = pte_verdicts(arch, rules, machine.phys.pfns_valid, vma, addr, child, judged)
+        verdicts = _verdicts(machine, vma, addr, child, judged)
         changed = present
     if verdicts is None or verdicts.bad.any():
         return False
@@ -128,6 +128,22 @@ def try_copy_pte_range(
     return True
 
 
+def _verdicts(machine, vma: VmArea, addr: int, ptes: np.ndarray, present: np.ndarray):
+    """pte_verdicts() with what the machine knows: pfn_valid, the zero page, the memmap's top."""
+    phys = machine.phys
+    return pte_verdicts(
+        machine.arch,
+        machine.rules,
+        phys.pfns_valid,
+        vma,
+        addr,
+        ptes,
+        present,
+        zero_pfn=phys.zero_pfn,
+        highest_memmap_pfn=phys.highest_memmap_pfn,
+    )
+
+
 def try_zap_pte_range(
     mm: MmStruct, vma: VmArea, table: int, addr: int, end: int, gathered: list[int]
 ) -> bool:
@@ -147,7 +163,7 @@ def try_zap_pte_range(
         view[:] = 0
         return True
     phys = machine.phys
-    verdicts = pte_verdicts(arch, machine.rules, phys.pfns_valid, vma, addr, ptes, present)
+    verdicts = _verdicts(machine, vma, addr, ptes, present)
     if verdicts is None or verdicts.bad.any():
         return False
     file_rss = anon_rss = 0

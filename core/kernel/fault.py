@@ -128,7 +128,10 @@ def do_anonymous_page(mm: MmStruct, vma: VmArea, address: int, slot: int, write:
     """do_anonymous_page(): a zeroed anon page for a write, the ZERO_PAGE for a read.
 
     The ZERO_PAGE mapping is refcounted, file-rmapped and counted in file_rss, as at the seed.
-    Without ``rules.anon_read_zero_page`` (2.6.24 on) a read fault takes the write path.
+    Without ``rules.anon_read_zero_page`` (2.6.24 to 2.6.31) a read fault takes the write path;
+    with ``rules.zero_page_special_pte`` (2.6.32 on) the zero page is mapped as a special pte
+    that nothing counts (vm_normal_page returns NULL for it). On an arch without a special bit
+    pte_mkspecial does nothing and is_zero_pfn alone tells the pte apart, as in the kernel.
     """
     machine = mm.machine
     arch = machine.arch
@@ -147,6 +150,9 @@ def do_anonymous_page(mm: MmStruct, vma: VmArea, address: int, slot: int, write:
         lru_cache_add_active(phys, page)
         phys.flags[page] |= PG_referenced
         page_add_anon_rmap(phys, page, vma, address)
+    elif machine.rules.zero_page_special_pte:
+        # 2.6.32 on: pte_mkspecial(pfn_pte(my_zero_pfn(addr), vm_page_prot)), nothing counted
+        entry = arch.pte_mkspecial(arch.pfn_pte(phys.zero_pfn, vma.vm_page_prot))
     else:
         page = phys.zero_pfn
         phys.get_page(page)
@@ -230,6 +236,12 @@ def do_wp_page(mm: MmStruct, vma: VmArea, address: int, slot: int, orig_pte: int
     src_page = old_page
     if old_page is None and machine.rules.wp_copy_from_struct_page:
         src_page = arch.pte_pfn(orig_pte)
+    elif (
+        old_page is None
+        and machine.rules.zero_pfn_is_special
+        and arch.pte_pfn(orig_pte) == phys.zero_pfn
+    ):
+        src_page = phys.zero_pfn  # wp_page_copy(): is_zero_pfn, a zeroed page, no copy
     # the reuse rule: an anon page that only this pte maps is made writable in place
     if (
         old_page is not None

@@ -316,6 +316,10 @@ def follow_page(vma: VmArea, address: int, flags: int) -> int | None:
         page = pfn if phys.pfn_valid(pfn) else None
     else:
         page = vm_normal_page(vma, address, pte, "follow_page")
+        # follow_page_pte() from 2.6.32: a NULL page that is_zero_pfn is the zero page
+        zero = page is None and machine.rules.zero_pfn_is_special
+        if zero and arch.pte_pfn(pte) == phys.zero_pfn:
+            page = phys.zero_pfn
     if page is None:
         return None
     if flags & FOLL_GET:

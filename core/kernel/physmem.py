@@ -166,6 +166,11 @@ class PhysMem:
         self.flags[self.zero_pfn] |= PG_reserved
 
     # pfn and address helpers -----------------------------------------------------------------
+    @property
+    def highest_memmap_pfn(self) -> int:
+        """The last pfn the memmap covers (mm/memory.c's highest_memmap_pfn, the top of RAM)."""
+        return self.nr_pages - 1
+
     def pfn_valid(self, pfn: int) -> bool:
         """Whether ``pfn`` has a struct page (is RAM)."""
         return 0 <= pfn < self.nr_pages

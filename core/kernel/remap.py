@@ -14,11 +14,8 @@ import numpy as np
 
 from pfnmap.errors import KernelBug, KernelError, OutOfMemory
 from pfnmap.kernel.constants import (
-    VM_INSERTPAGE,
-    VM_IO,
     VM_MIXEDMAP,
     VM_PFNMAP,
-    VM_RESERVED,
     PG_anon,
     is_cow_mapping,
 )
@@ -37,7 +34,10 @@ def remap_pfn_range(vma: VmArea, addr: int, pfn: int, size: int, prot: int) -> i
     Other eras, by ``machine.rules``: before the seed vm_pgoff is left alone
     (``remap_sets_pgoff``); from 2.6.15-rc6 a COW mapping must be remapped whole and only it
     gets vm_pgoff (``remap_cow_whole_vma``); from 2.6.26 every pte is pte_mkspecial'd where the
-    arch has a special bit (``pte_special``).
+    arch has a special bit (``pte_special``); the flags set are ``remap_vm_flags`` (3.7 on:
+    VM_IO|VM_PFNMAP|VM_DONTEXPAND|VM_DONTDUMP). 6.1's track_pfn_remap (x86 PAT memtype
+    reservation, VM_PAT) and pfn_modify_allowed (L1TF's EACCES for a PROT_NONE remap of a
+    high pfn) are not modelled.
 
     Where pfnmap differs: a pfn range wider than the arch's physical address width is EINVAL
     (the kernel silently truncated it in pfn_pte), and every check is made before the first
@@ -75,7 +75,9 @@ def remap_pfn_range(vma: VmArea, addr: int, pfn: int, size: int, prot: int) -> i
             raise KernelBug(f"remap_pfn_range: pte at {a + k * page_size:#x} is not none")
     if rules.remap_sets_pgoff and (cow or not rules.remap_cow_whole_vma):
         vma.vm_pgoff = pfn
-    vma.vm_flags |= VM_IO | VM_RESERVED | VM_PFNMAP  # before the seed: VM_UNPAGED, the same bit
+    # VM_IO|VM_RESERVED|VM_PFNMAP (before the seed VM_UNPAGED, the same bit); from 3.7
+    # VM_IO|VM_PFNMAP|VM_DONTEXPAND|VM_DONTDUMP
+    vma.vm_flags |= rules.remap_vm_flags
     special = arch.special_mask if rules.pte_special else 0  # pte_mkspecial (2.6.26)
     pfn_pte = arch.pfn_pte
     base = pfn - (addr >> arch.page_shift)  # the kernel biases pfn by the address this way
@@ -146,7 +148,8 @@ def vm_insert_page(vma: VmArea, addr: int, page: int) -> int:
     The sanctioned way to hand real, refcounted pages to user space without PageReserved
     tricks. Outside the vma is EFAULT, a free page (count 0) EINVAL. From rc6 the vma is marked
     VM_INSERTPAGE, so fork copies these ptes (copy_page_range) instead of leaving the child to
-    refault a vma that has no ->nopage. The pte uses the vma's own protection.
+    refault a vma that has no ->nopage; from 3.7 (``rules.insert_page_vm_flags``) it is marked
+    VM_MIXEDMAP instead, with ``BUG_ON(VM_PFNMAP)``. The pte uses the vma's own protection.
     """
     machine = vma.vm_mm.machine
     _require(vma, machine.rules.vm_insert_page, "vm_insert_page", "added in 2.6.15-rc4")
@@ -154,7 +157,10 @@ def vm_insert_page(vma: VmArea, addr: int, page: int) -> int:
         raise KernelError(errno.EFAULT, f"vm_insert_page: {addr:#x} is outside {vma!r}")
     if not machine.phys.count[page]:
         raise KernelError(errno.EINVAL, f"vm_insert_page: page {page:#x} is free")
-    vma.vm_flags |= VM_INSERTPAGE
+    mark = machine.rules.insert_page_vm_flags  # VM_INSERTPAGE; from 3.7 VM_MIXEDMAP
+    if mark & VM_MIXEDMAP and not vma.vm_flags & VM_MIXEDMAP and vma.vm_flags & VM_PFNMAP:
+        raise KernelBug(f"vm_insert_page: {vma!r} is VM_PFNMAP")
+    vma.vm_flags |= mark
     return insert_page(vma, addr, page, vma.vm_page_prot)
 
 

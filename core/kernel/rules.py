@@ -14,6 +14,15 @@ by default; :data:`ERAS` names four profiles (kernel-reference §7):
 ``2.6.26``
     ``pte_special`` (7e675137) and ``VM_MIXEDMAP``, on top of 2.6.15's rules, and 2.6.24's
     anonymous read faults without the ZERO_PAGE.
+``6.1``
+    today's kernel (the Debian 12 one): the special-pte vm_normal_page with the zero page,
+    devmap and print_bad_pte instead of VM_BUG_ON, the highest_memmap_pfn test, the zero page
+    back on read faults (2.6.32) as a special pte, remap_pfn_range's 3.7 flags, vm_insert_page
+    marking VM_MIXEDMAP, and x86's L1TF PROT_NONE inversion (4.19). docs/eras/v6_1.rst says
+    what of 6.1's mm pfnmap does not model.
+
+A later kernel is a ``replace(V6_1, name=..., release=..., <what changed>)`` and a line in
+:data:`ERAS`; :func:`era_for_release` then picks it for a dump of that kernel.
 
 Each field names the kernel function that reads it and the change that set its value. A
 profile is data: the few functions that differ by era (vm_normal_page's rule, copy_one_pte's
@@ -22,15 +31,22 @@ order, do_wp_page's copy source) read these fields where the kernel made the dec
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields, replace
 
 from pfnmap.errors import PfnmapError
 from pfnmap.kernel.constants import (
+    VM_DONTDUMP,
+    VM_DONTEXPAND,
+    VM_FLAG_NAMES,
+    VM_FLAG_NAMES_6_1,
     VM_HUGETLB,
     VM_INSERTPAGE,
     VM_IO,
+    VM_MIXEDMAP,
     VM_NONLINEAR,
     VM_PFNMAP,
+    VM_RESERVED,
     vm_flag_names,
 )
 
@@ -39,6 +55,12 @@ VM_UNPAGED = VM_PFNMAP
 
 #: the values of :attr:`KernelRules.vm_normal_page_rule`
 VM_NORMAL_PAGE_RULES = ("vm_pgoff", "page_is_anon")
+#: the values of :attr:`KernelRules.bad_pfn_test`
+BAD_PFN_TESTS = ("pfn_valid", "highest_memmap_pfn")
+#: the values of :attr:`KernelRules.bad_pte_report`
+BAD_PTE_REPORTS = ("2.6.15", "6.1")
+#: the values of :attr:`KernelRules.vm_flag_names`: bit -> name tables of include/linux/mm.h
+VM_FLAG_TABLES: dict[str, dict[int, str]] = {"2.6.15": VM_FLAG_NAMES, "6.1": VM_FLAG_NAMES_6_1}
 
 
 @dataclass(frozen=True)
@@ -96,6 +118,41 @@ class KernelRules:
     anon_read_zero_page: bool = True
     #: what the kernel of the era called bit 0x400, for people reading flags
     pfnmap_flag_name: str = "VM_PFNMAP"
+    #: the kernel release the era follows ("2.6.15", "6.1"): what arches read to pick the
+    #: headers of that release (:meth:`pfnmap.arch.Arch.for_rules`), and
+    #: :func:`era_for_release` compares
+    release: str = "2.6.15"
+    #: remap_pfn_range() sets these vm_flags (VM_IO|VM_RESERVED|VM_PFNMAP until 3.7, then
+    #: VM_IO|VM_PFNMAP|VM_DONTEXPAND|VM_DONTDUMP: "mm: kill vma flag VM_RESERVED")
+    remap_vm_flags: int = VM_IO | VM_RESERVED | VM_PFNMAP
+    #: vm_insert_page() marks the vma with this flag (VM_INSERTPAGE from 2.6.15-rc6; 3.7's
+    #: "mm: kill vma flag VM_INSERTPAGE" made it VM_MIXEDMAP)
+    insert_page_vm_flags: int = VM_INSERTPAGE
+    #: vm_normal_page(): a pfn without a struct page is found by ``!pfn_valid(pfn)`` (to
+    #: 2.6.26) or by ``pfn > highest_memmap_pfn`` (2.6.29 on: a pfn in a hole below the top of
+    #: RAM then has a struct page, pfn_to_page of the memmap)
+    bad_pfn_test: str = "pfn_valid"
+    #: vm_normal_page() returns NULL for the zero page without a report (2.6.32, 62eede62
+    #: "mm: ZERO_PAGE without PTE_SPECIAL"): a special zero pte outside a PFN vma is fine,
+    #: and without a special bit is_zero_pfn() is tested after the VM_PFNMAP rules
+    zero_pfn_is_special: bool = False
+    #: vm_normal_page(): a special pte with pte_devmap() is NULL without a report (legacy
+    #: ZONE_DEVICE pages, fs-dax; in 6.1), where the arch has a devmap bit
+    pte_devmap: bool = False
+    #: do_anonymous_page() maps the zero page with pte_mkspecial: no reference, no rmap, no
+    #: rss (2.6.32 on); at the seed it was a refcounted, file-rmapped, file_rss page
+    zero_page_special_pte: bool = False
+    #: print_bad_pte()'s first line: the seed's "Bad pte = ..." or 2.6.29's
+    #: "BUG: Bad page map in process COMM  pte:PTE pmd:PMD" (6.1 follows it with addr/vm_flags
+    #: and file lines)
+    bad_pte_report: str = "2.6.15"
+    #: x86 since 4.19 (L1TF, "x86/speculation/l1tf: Protect PROT_NONE PTEs against
+    #: speculation"): a PROT_NONE pte holds its pfn inverted. The arch says whether its modes
+    #: do it (x86 PAE and 64-bit, not 2-level); read through Arch.for_rules
+    l1tf_protnone_inversion: bool = False
+    #: whose names the vm_flags bits have in this era: a key of :data:`VM_FLAG_TABLES`
+    #: ("2.6.15": VM_FLAG_NAMES; "6.1": VM_FLAG_NAMES_6_1, where 0x80000 is VM_LOCKONFAULT)
+    vm_flag_names: str = "2.6.15"
 
     def __post_init__(self) -> None:
         if self.vm_normal_page_rule not in VM_NORMAL_PAGE_RULES:
@@ -103,6 +160,27 @@ class KernelRules:
                 f"vm_normal_page_rule {self.vm_normal_page_rule!r} is not one of "
                 f"{', '.join(VM_NORMAL_PAGE_RULES)}"
             )
+        if self.bad_pfn_test not in BAD_PFN_TESTS:
+            raise ValueError(
+                f"bad_pfn_test {self.bad_pfn_test!r} is not one of {', '.join(BAD_PFN_TESTS)}"
+            )
+        if self.bad_pte_report not in BAD_PTE_REPORTS:
+            raise ValueError(
+                f"bad_pte_report {self.bad_pte_report!r} is not one of {', '.join(BAD_PTE_REPORTS)}"
+            )
+        release_version(self.release)
+        if self.vm_flag_names not in VM_FLAG_TABLES:
+            raise ValueError(
+                f"vm_flag_names {self.vm_flag_names!r} is not one of {', '.join(VM_FLAG_TABLES)}"
+            )
+
+    def version(self) -> tuple[int, ...]:
+        """The release as numbers: ``(6, 1)``, ``(2, 6, 15)``."""
+        return release_version(self.release)
+
+    def vm_flag_names_table(self) -> dict[int, str]:
+        """bit -> vm_flags name in this era."""
+        return VM_FLAG_TABLES[self.vm_flag_names]
 
     def as_dict(self) -> dict[str, object]:
         """Every field by name (flags as their names), for reports and JSON."""
@@ -117,10 +195,22 @@ class KernelRules:
         return out
 
     def flag_names(self, flags: int) -> list[str]:
-        """vm_flags names as this era spelled them (VM_UNPAGED for 0x400 before the seed)."""
+        """vm_flags names as this era spelled them (VM_UNPAGED for 0x400 before the seed,
+        VM_DONTDUMP for 0x04000000 in 6.1)."""
+        table = self.vm_flag_names_table()
         return [
-            self.pfnmap_flag_name if name == "VM_PFNMAP" else name for name in vm_flag_names(flags)
+            self.pfnmap_flag_name if name == "VM_PFNMAP" else name
+            for name in vm_flag_names(flags, table)
         ]
+
+
+def release_version(release: str) -> tuple[int, ...]:
+    """``"6.1.0-56-amd64"`` -> ``(6, 1, 0)``, ``"2.6.15-rc3"`` -> ``(2, 6, 15)``: the leading
+    dotted numbers of a kernel release (UTS_RELEASE, VMCOREINFO's OSRELEASE)."""
+    m = re.match(r"\s*(\d+(?:\.\d+)*)", release)
+    if m is None:
+        raise ValueError(f"kernel release {release!r} does not start with a version number")
+    return tuple(int(x) for x in m.group(1).split("."))
 
 
 #: The seed: Linus' "mm: re-architect the VM_UNPAGED logic" (6aab341e, 2.6.15-rc3)
@@ -171,14 +261,41 @@ V2_6_15 = KernelRules(
 V2_6_26 = replace(
     V2_6_15,
     name="2.6.26",
+    release="2.6.26",
     vm_mixedmap=True,
     pte_special=True,
     bad_pfn_vm_bug_on=True,
     anon_read_zero_page=False,
 )
 
+#: Linux 6.1 (December 2022; Debian 12's kernel): mm/memory.c's vm_normal_page with
+#: ARCH_HAS_PTE_SPECIAL (special: NULL in VM_PFNMAP/VM_MIXEDMAP, for the zero page and devmap,
+#: else print_bad_pte; not special: pfn > highest_memmap_pfn is print_bad_pte), the zero page
+#: on read faults as a special pte, remap_pfn_range's VM_IO|VM_PFNMAP|VM_DONTEXPAND|VM_DONTDUMP
+#: (3.7), vm_insert_page marking VM_MIXEDMAP (3.7), vma_needs_copy() (VM_PFNMAP|VM_MIXEDMAP or
+#: an anon_vma; hugetlb has its own copy), no BUG_ON in __do_fault for a VM_PFNMAP vma, and
+#: x86's L1TF PROT_NONE inversion (4.19)
+V6_1 = replace(
+    V2_6_26,
+    name="6.1",
+    release="6.1",
+    copy_forcing_flags=VM_HUGETLB | VM_PFNMAP | VM_MIXEDMAP,
+    do_no_page_bug_on_pfnmap=False,
+    bad_pfn_vm_bug_on=False,
+    anon_read_zero_page=True,
+    remap_vm_flags=VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP,
+    insert_page_vm_flags=VM_MIXEDMAP,
+    bad_pfn_test="highest_memmap_pfn",
+    zero_pfn_is_special=True,
+    pte_devmap=True,
+    zero_page_special_pte=True,
+    bad_pte_report="6.1",
+    l1tf_protnone_inversion=True,
+    vm_flag_names="6.1",
+)
+
 #: era name -> rules, oldest first
-ERAS: dict[str, KernelRules] = {r.name: r for r in (UNPAGED, SEED, V2_6_15, V2_6_26)}
+ERAS: dict[str, KernelRules] = {r.name: r for r in (UNPAGED, SEED, V2_6_15, V2_6_26, V6_1)}
 
 
 class UnknownEra(PfnmapError, KeyError):
@@ -213,3 +330,24 @@ def resolve_rules(rules: KernelRules | str | None, era: str | None) -> KernelRul
             raise ValueError(f"rules={rules_for(rules).name!r} contradicts era={era!r}")
         return chosen
     return SEED if rules is None else rules_for(rules)
+
+
+def era_for_release(osrelease: str) -> str:
+    """The era to decode a dump of kernel ``osrelease`` with (VMCOREINFO's OSRELEASE, uname -r).
+
+    The newest era whose release is not newer than ``osrelease``: ``"6.1.0-56-amd64"`` and any
+    later kernel give ``"6.1"``, ``"2.6.26-2-686"`` and kernels up to 6.0 give ``"2.6.26"``
+    (6.1's rules grew between them; docs/eras/v6_1.rst lists when), ``"2.6.15"`` and 2.6.16
+    to 2.6.25 give ``"2.6.15"``. ValueError for a release older than 2.6.15 or not starting
+    with a version.
+    """
+    version = release_version(osrelease)
+    best: KernelRules | None = None
+    for rules in ERAS.values():
+        if rules.name in ("unpaged", "seed"):  # development snapshots, never a release
+            continue
+        if rules.version() <= version and (best is None or rules.version() > best.version()):
+            best = rules
+    if best is None:
+        raise ValueError(f"kernel {osrelease!r} is older than every era ({', '.join(ERAS)})")
+    return best.name

@@ -83,6 +83,8 @@ class Machine:
         self.plugin_manager = manager.machine_plugin_manager(base)
         self.hook = self.plugin_manager.hook
         self.rules: KernelRules = resolve_rules(rules, era)
+        # the arch as the era's headers describe it (x86's 6.1 software bits and PROT_NONE)
+        self.arch = self.arch.for_rules(self.rules)
         #: per-arch switches read by arch plugins (e.g. sparc64's io_remap_pfn_range follow-up)
         self.arch_options: dict[str, object] = dict(self.arch.option_defaults(self.rules))
         self.arch_options.update(arch_options or {})

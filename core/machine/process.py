@@ -268,7 +268,11 @@ class Process:
         fmt = arch.leaf_formats[level] if is_leaf else arch.table_formats[level]
         fields = fmt.decode(last.value) if fmt is not None else {}
         present = bool(is_leaf and last.value and arch.pte_present(last.value))
-        pfn = arch.leaf_paddr(level, last.value) >> arch.page_shift if present else None
+        pfn = None
+        if present and level == len(arch.levels) - 1:
+            pfn = arch.pte_pfn(last.value)  # what the kernel reads (L1TF: PROT_NONE inverted)
+        elif present:
+            pfn = arch.leaf_paddr(level, last.value) >> arch.page_shift
         verdict = None
         reason = "no page table below this level" if not is_leaf else "not present"
         if is_leaf and level == len(arch.levels) - 1 and vma is not None:

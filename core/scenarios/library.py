@@ -429,3 +429,37 @@ def mixedmap_cow(m: Machine, obs: Observer) -> None:
         obs.rss(child)
         obs.do("child exits", child.exit, child)
     obs.do("X exits", x.exit, x)
+
+
+@scenario(
+    "zero_page",
+    "anonymous memory read before it is written, across a fork",
+    ("do_anonymous_page", "vm_normal_page", "copy_page_range", "do_wp_page", "zap_pte_range"),
+)
+def zero_page(m: Machine, obs: Observer) -> None:
+    """A task reads two pages of fresh anonymous memory, forks, and writes one of them.
+
+    seed, 2.6.15: each read maps the ZERO_PAGE as a normal, refcounted page (file_rss 2); fork
+    copies the ptes only if the vma has an anon_vma (it has none: the child refaults). 2.6.26:
+    no ZERO_PAGE (2.6.24); each read gets its own zeroed anonymous page. 6.1: the zero page is
+    back (2.6.32) as a special pte that vm_normal_page() calls "zero page": no reference, no
+    rss; the write replaces it with a fresh zeroed page (wp_page_copy).
+    """
+    ps = m.arch.page_size
+    x = m.spawn("reader")
+    addr = obs.do("mmap", lambda: x.mmap(2 * ps), x)
+    if addr is FAILED:
+        return
+    obs.do("read both pages", lambda: x.read(addr, 2 * ps), x)
+    obs.ptes("anon", x, addr, 2)
+    obs.rss(x)
+    obs.page("zero page", m.phys.zero_pfn)
+    child = obs.do("fork", lambda: x.fork("child"), x)
+    if child is not FAILED:
+        obs.ptes("anon", child, addr, 2)
+    obs.do("write page 1", lambda: x.write(addr + ps, PAYLOAD), x)
+    obs.ptes("anon", x, addr, 2)
+    obs.rss(x)
+    if child is not FAILED:
+        obs.do("child exits", child.exit, child)
+    obs.do("reader exits", x.exit, x)

@@ -282,7 +282,10 @@ class Observer:
             return
         rules = self.tracer.rules
         wanted = rules.flag_names(vma.vm_flags)
-        pfn_flags = [n for n in wanted if n in ("VM_IO", "VM_RESERVED", rules.pfnmap_flag_name)]
+        # what remap_pfn_range sets: VM_IO|VM_RESERVED|VM_PFNMAP, from 3.7 with VM_DONTEXPAND
+        # and VM_DONTDUMP instead of VM_RESERVED
+        remap = ("VM_IO", "VM_RESERVED", "VM_DONTEXPAND", "VM_DONTDUMP", rules.pfnmap_flag_name)
+        pfn_flags = [n for n in wanted if n in remap]
         pfn_flags += [n for n in wanted if n in ("VM_INSERTPAGE", "VM_MIXEDMAP", "VM_SHARED")]
         self._add(
             f"vma {label} ({proc.comm})",

@@ -290,6 +290,8 @@ def arch_page(arch, owner: str, pictures: dict[str, str] | None = None) -> list[
         out += [f"   {k.ljust(width)} = {v:#x}" for k, v in decoded.items()]
         out.append("")
 
+    out += era_layouts(arch, pictures)
+
     cls = type(arch)
     out += heading("Notes from the plugin", "-")
     out += [
@@ -308,6 +310,46 @@ def arch_page(arch, owner: str, pictures: dict[str, str] | None = None) -> list[
             "   :no-index:",
             "",
         ]
+    return out
+
+
+def era_layouts(arch, pictures: dict[str, str]) -> list[str]:
+    """The entry formats that a later era's headers give this arch (``Arch.for_rules``): one
+    section per distinct variant, with the pictures (added to ``pictures``) of the formats
+    whose fields differ."""
+    from pfnmap.kernel.rules import ERAS
+
+    out: list[str] = []
+    seen = {id(arch)}
+    for name, rules in ERAS.items():
+        variant = arch.for_rules(rules)
+        if id(variant) in seen:
+            continue
+        seen.add(id(variant))
+        out += heading(f"As the {name} era describes it", "-")
+        out += [
+            f"From the {literal(name)} era on (Linux {rules.release}), "
+            f"{literal(f'{arch.name}.for_rules(rules)')} gives {literal(type(variant).__name__)}: "
+            "the machine and the decoder (``--era``) use these formats instead. Only the "
+            "formats whose fields differ are shown.",
+            "",
+        ]
+        for fmt in variant.formats.values():
+            old = arch.formats.get(fmt.name)
+            if old is not None and old.fields == fmt.fields:
+                continue
+            out += heading(f"{fmt.name} ({name})", "~")
+            svg = f"{safe_name(arch.name)}-{safe_name(name)}-{safe_name(fmt.name)}.svg"
+            pictures[svg] = bitbox_svg(
+                [(f.name, f.shift, f.width) for f in fmt.fields.values()],
+                fmt.width_bits,
+                BITS_PER_ROW,
+                title=f"{arch.name} {fmt.name} ({name})",
+            )
+            out += [f".. image:: {svg}", f"   :alt: {arch.name} {fmt.name} ({name}): " + ", ".join(
+                f"{f.name} {bit_range(f.shift + f.width - 1, f.shift)}"
+                for f in fmt.fields.values()
+            ), ""]  # fmt: skip
     return out
 
 

@@ -17,7 +17,10 @@ Per mode (x86-64, x86-la57, x86-pae, x86-2level; pfnmap's arch names):
    is in user mode (CPL=3) with the guest's page tables loaded, i.e. ``info tlb`` shows the
    guest's anonymous mapping. Then ``info tlb``, ``info mem`` and ``pmemsave`` of all RAM.
 5. Walk the tables in the RAM image as QEMU does (pagetables.py), keep only the frames QEMU
-   read, write them as an ELF core with pfnmap.decode.image.write_elf_core (``pt.elf.xz``), plus
+   read, write them as an ELF core with pfnmap.decode.image.write_elf_core (``pt.elf.xz``, with
+   the notes of QEMU's own ``dump-guest-memory`` core of the same moment: CPU registers), and
+   QEMU's own ``dump-guest-memory -z`` (kdump-zlib, flattened) file refiltered to the same
+   frames (``pt.kdump.xz``), plus
    ``info_tlb.txt.xz``, ``info_mem.txt.xz``, ``registers.txt``, ``console.txt`` (init's and the
    guest's lines) and ``meta.json``.
 6. If pfnmap's decoder is installed, run ``pfnmap decode`` on the new core and diff it against
@@ -57,6 +60,7 @@ from initramfs import build_initramfs  # noqa: E402
 from pagetables import runs, walk_frames  # noqa: E402
 
 from pfnmap.decode.image import write_elf_core  # noqa: E402
+from pfnmap.decode.images.kdump_write import refilter_kdump  # noqa: E402
 
 RAM_MB = 256
 #: kernel command line shared by every mode; nopti so that CR3 holds the one full pgd
@@ -288,6 +292,8 @@ class Capture:
     ram: Path
     console: str
     attempts: int
+    qemu_elf: Path
+    qemu_kdump: Path
 
 
 def boot_and_capture(
@@ -296,7 +302,9 @@ def boot_and_capture(
     console_path = wdir / "console.log"
     qmp_path = wdir / "qmp.sock"
     ram_path = wdir / "ram.raw"
-    for p in (console_path, qmp_path, ram_path):
+    elf_path = wdir / "vmcore.elf"
+    kdump_path = wdir / "vmcore.kdump"
+    for p in (console_path, qmp_path, ram_path, elf_path, kdump_path):
         with contextlib.suppress(FileNotFoundError):
             p.unlink()
     cmd = [
@@ -327,8 +335,17 @@ def boot_and_capture(
                 log(f"attempt {attempt}: CPL=3, CR3={regs['cr3']:#x}, guest's tables loaded")
                 mem = qmp.hmp("info mem")
                 qmp.execute("pmemsave", val=0, size=RAM_MB << 20, filename=str(ram_path))
+                # QEMU's own dumps of the same stopped moment: an ELF core and kdump-zlib
+                # (makedumpfile's flattened format in QEMU 7.2), both with QEMU's CPU notes
+                qmp.execute("dump-guest-memory", paging=False, protocol=f"file:{elf_path}")
+                qmp.execute(
+                    "dump-guest-memory", paging=False, protocol=f"file:{kdump_path}",
+                    format="kdump-zlib",
+                )  # fmt: skip
                 qmp.execute("quit")
-                return Capture(registers, regs, tlb, mem, ram_path, console, attempt)
+                return Capture(
+                    registers, regs, tlb, mem, ram_path, console, attempt, elf_path, kdump_path
+                )
             log(
                 f"attempt {attempt}: CPL={regs['cpl']} CR3={regs.get('cr3', 0):#x}: not the "
                 "guest in user mode; continuing"
@@ -369,13 +386,24 @@ def make_fixture(mode: Mode, cap: Capture, out: Path, meta_extra: dict) -> dict:
     frames = walk_frames(mode.name, regs["cr3"], cr4_pse, read)
     segments = [(start, ram[start : start + length]) for start, length in runs(frames)]
     out.mkdir(parents=True, exist_ok=True)
+    keep = set()
+    for start, length in runs(frames):
+        keep.update(range(start // 4096, (start + length) // 4096))
     with tempfile.TemporaryDirectory() as tmp:
+        # the ELF core: the frames, with the notes of QEMU's own core (CORE and QEMU per CPU)
         core = Path(tmp) / "pt.elf"
-        write_elf_core(core, segments, mode.name)
+        notes = qemu_elf_notes(cap.qemu_elf, ram)
+        write_elf_core(core, segments, mode.name, notes=notes)
         raw = core.read_bytes()
+        # the kdump: QEMU's own file, filtered to the same frames (header, notes and each kept
+        # page's compressed bytes as QEMU wrote them)
+        kdump = Path(tmp) / "pt.kdump"
+        refilter_kdump(cap.qemu_kdump, kdump, keep.__contains__, flattened=True)
+        kdump_raw = kdump.read_bytes()
     for stale in out.glob("*.xz"):
         stale.unlink()
     (out / "pt.elf.xz").write_bytes(xz(raw))
+    (out / "pt.kdump.xz").write_bytes(xz(kdump_raw))
     (out / "info_tlb.txt.xz").write_bytes(xz(cap.info_tlb.encode()))
     (out / "info_mem.txt.xz").write_bytes(xz(cap.info_mem.encode()))
     (out / "registers.txt").write_text(cap.registers)
@@ -405,6 +433,13 @@ def make_fixture(mode: Mode, cap: Capture, out: Path, meta_extra: dict) -> dict:
         "frames": len(frames),
         "core": "pt.elf.xz",
         "core_segments": len(segments),
+        "kdump": "pt.kdump.xz",
+        "qemu_dumps": {
+            "elf": "dump-guest-memory paging=false: its notes, with the frames above",
+            "kdump": "dump-guest-memory format=kdump-zlib, refiltered to the frames above "
+            "(pfnmap.decode.images.kdump_write.refilter_kdump), flattened",
+            "notes": [n for n, _t, _d in notes],
+        },
         "guest": guest_info(cap.console),
         "tlb_lines": len(cap.info_tlb.splitlines()),
         "mem_lines": len(cap.info_mem.splitlines()),
@@ -417,34 +452,72 @@ def make_fixture(mode: Mode, cap: Capture, out: Path, meta_extra: dict) -> dict:
     return meta
 
 
+def qemu_elf_notes(path: Path, ram: bytes) -> list[tuple[str, int, bytes]]:
+    """The notes of QEMU's ELF core, after checking that its memory is the pmemsave image."""
+    from pfnmap.decode.image import open_elf
+
+    with open_elf(path) as img:
+        for seg in img.segments:
+            if seg.end <= len(ram) and img.read(seg.start, seg.size) != ram[seg.start : seg.end]:
+                raise RuntimeError(f"QEMU's core differs from pmemsave at {seg.start:#x}")
+        return [(n.name, n.type, n.desc) for n in img.facts.notes]
+
+
+def compare_whole_dumps(cap: Capture, meta: dict) -> dict[str, str]:
+    """Decode QEMU's unfiltered ELF and kdump files with no --arch/--root, against its text."""
+    results = {}
+    for label, path in (("elf", cap.qemu_elf), ("kdump", cap.qemu_kdump)):
+        cmd = [sys.executable, "-c", "from pfnmap.cli.main import main; raise SystemExit(main())",
+               "decode", str(path), "--format", "qemu-tlb"]  # fmt: skip
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        want = cap.info_tlb.splitlines()
+        got = r.stdout.splitlines()
+        verdict = "identical" if r.returncode == 0 and got == want else "DIFFERENT"
+        results[f"whole-{label}-qemu-tlb"] = (
+            f"{verdict} ({len(got)} lines vs {len(want)}; {r.stderr.strip()[:300]})"
+        )
+    if shutil.which("makedumpfile"):
+        rebuilt = cap.qemu_kdump.with_suffix(".rebuilt")
+        with open(cap.qemu_kdump, "rb") as src:
+            subprocess.run(["makedumpfile", "-R", str(rebuilt)], stdin=src, check=True,
+                           capture_output=True)  # fmt: skip
+        from pfnmap.decode.images.base import map_file
+        from pfnmap.decode.images.flat import FlatView
+
+        f, mapping, size = map_file(cap.qemu_kdump)  # noqa: RUF059 - kept open for the view
+        view = FlatView(mapping, size, str(cap.qemu_kdump))
+        same = view.read(0, view.size) == rebuilt.read_bytes()[: view.size]
+        results["flat-view-vs-makedumpfile-R"] = "identical" if same else "DIFFERENT"
+        rebuilt.unlink()
+    return results
+
+
 def compare_with_decoder(out: Path, meta: dict) -> dict[str, str]:
     """Run ``pfnmap decode`` on the fixture and compare with QEMU's text (if pfnmap has it)."""
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         core = Path(tmp) / "pt.elf"
         core.write_bytes(lzma.decompress((out / "pt.elf.xz").read_bytes()))
+        kd = Path(tmp) / "pt.kdump"
+        kd.write_bytes(lzma.decompress((out / "pt.kdump.xz").read_bytes()))
+        jobs = []
         for fmt, name in (("qemu-tlb", "info_tlb.txt.xz"), ("qemu-mem", "info_mem.txt.xz")):
-            cmd = [
-                "pfnmap",
-                "decode",
-                str(core),
-                "--arch",
-                meta["arch"],
-                "--root",
-                meta["root"],
-                "--format",
-                fmt,
-            ]
+            jobs.append((fmt, name, [str(core), "--arch", meta["arch"], "--root", meta["root"]]))
+            jobs.append((f"{fmt} (kdump, no options)", name, [str(kd)]))
+            jobs.append((f"{fmt} (elf, no options)", name, [str(core)]))
+        for label, name, args in jobs:
+            fmt = label.split()[0]
+            cmd = ["pfnmap", "decode", *args, "--format", fmt]
             if shutil.which("pfnmap") is None:
                 cmd = [sys.executable, "-m", "pfnmap.cli.main", *cmd[1:]]
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode != 0:
-                results[fmt] = f"pfnmap decode failed ({r.returncode}): {r.stderr.strip()[:500]}"
+                results[label] = f"pfnmap decode failed ({r.returncode}): {r.stderr.strip()[:500]}"
                 continue
             want = lzma.decompress((out / name).read_bytes()).decode().splitlines()
             got = r.stdout.splitlines()
             if want == got:
-                results[fmt] = f"identical ({len(want)} lines)"
+                results[label] = f"identical ({len(want)} lines)"
             else:
                 diff = [
                     f"line {i + 1}: qemu {w!r} pfnmap {g!r}"
@@ -452,7 +525,7 @@ def compare_with_decoder(out: Path, meta: dict) -> dict[str, str]:
                     if w != g
                 ]
                 problems = [ln for ln in r.stderr.splitlines() if "problem:" in ln]
-                results[fmt] = (
+                results[label] = (
                     f"DIFFERENT: qemu {len(want)} lines, pfnmap {len(got)}; "
                     f"{len(diff)} of the common lines differ, first: {diff[:3]}; "
                     f"{len(problems)} decoder problems, last: {problems[-1:]}"
@@ -498,8 +571,10 @@ def do_mode(mode: Mode, args: argparse.Namespace) -> dict:
             "guest_cc": "gcc -static -O2 " + " ".join(mode.cflags),
         },
     )
+    whole = {} if args.no_compare else compare_whole_dumps(cap, meta)
     if not args.keep_ram:
-        cap.ram.unlink()
+        for p in (cap.ram, cap.qemu_elf, cap.qemu_kdump):
+            p.unlink()
     sizes = {p.name: p.stat().st_size for p in sorted(out.iterdir())}
     elapsed = time.monotonic() - t0
     log(
@@ -508,7 +583,7 @@ def do_mode(mode: Mode, args: argparse.Namespace) -> dict:
     )
     result = {"mode": mode.name, "seconds": round(elapsed), "sizes": sizes}
     if not args.no_compare:
-        result["compare"] = compare_with_decoder(out, meta)
+        result["compare"] = {**compare_with_decoder(out, meta), **whole}
         for fmt, verdict in result["compare"].items():
             log(f"{mode.name} {fmt}: {verdict}")
     return result

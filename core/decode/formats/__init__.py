@@ -1,14 +1,19 @@
-"""Output formats of ``pfnmap decode``: a rich table, JSON lines, CSV, and QEMU's monitor text.
+"""Output formats of ``pfnmap decode``: the human table, JSON lines, CSV, and QEMU's monitor text.
 
 JSON lines and CSV carry the same columns (:data:`COLUMNS`) in every record, with the schema
-version in the ``schema`` column (``pfnmap.decode.walker/1``). Record types:
+version in the ``schema`` column (``pfnmap.decode.walker/2``; /2 added ``kind`` and the
+verdicts ``zero page`` and ``devmap page``). Record types:
 
 ``leaf``
     one leaf entry: ``va`` (canonical), ``va_end``, ``pa``, ``size`` (bytes), ``pages`` (1),
     ``level`` (the leaf's layout name: ``pte``, ``pmd-2M``...), ``raw`` (the entry),
     ``entry_addr`` (its physical address), ``flags`` (set flag bits and non-zero fields,
     space-separated), ``present`` (the arch's pte_present), ``verdict`` and ``reason``
-    (vm_normal_page()'s, with hints; else null);
+    (vm_normal_page()'s, with hints; else null: ``normal page``, ``raw pfn``, ``COWed page in
+    a PFN vma``, ``bad pte``, ``zero page``, ``devmap page``, ``unknown``), ``kind``
+    (``protnone`` for a pte present to the kernel but not to the MMU, x86's PROT_NONE: its
+    ``pa`` is the frame the kernel reads, un-inverted in eras with the L1TF inversion, while
+    ``raw`` is the entry as stored; else null);
 ``range``
     consecutive leaves merged (``--ranges``): the same columns, ``pages`` leaves of
     ``size / pages`` bytes, ``raw`` and ``entry_addr`` of the first;

@@ -43,17 +43,18 @@ QEMU_MODES = {
         (0, 1, 2, 3, 4),
     ),
 }
-#: QEMU's flag letters, in print order, with the x86 layout field each one shows
+#: QEMU's flag letters, in print order, with the x86 entry bit each one shows (by position:
+#: the layouts of the eras name bit 7 "protnone" (2.6.15) or "pat" (6.1))
 QEMU_FLAGS = (
-    ("X", "nx"),
-    ("G", "global_"),
-    ("P", "protnone"),  # bit 7: PSE in a large leaf, PAT (cleared before printing) in a pte
-    ("D", "dirty"),
-    ("A", "accessed"),
-    ("C", "pcd"),
-    ("T", "pwt"),
-    ("U", "user"),
-    ("W", "rw"),
+    ("X", 63),
+    ("G", 8),
+    ("P", 7),  # bit 7: PSE in a large leaf, PAT (cleared before printing) in a pte
+    ("D", 6),
+    ("A", 5),
+    ("C", 4),
+    ("T", 3),
+    ("U", 2),
+    ("W", 1),
 )
 
 
@@ -77,9 +78,10 @@ class QemuBits:
 
     def __init__(self, arch: Arch) -> None:
         fields = arch.pte_format.fields
-        self.letters = [(c, fields[f].mask if f in fields else 0) for c, f in QEMU_FLAGS]
+        width = arch.pte_format.width_bits
+        self.letters = [(c, 1 << bit if bit < width else 0) for c, bit in QEMU_FLAGS]
         self.present = fields["present"].mask
-        self.bit7 = fields["protnone"].mask
+        self.bit7 = 1 << 7
         self.user = fields["user"].mask
         self.rw = fields["rw"].mask
         self.prot = self.user | self.rw | self.present

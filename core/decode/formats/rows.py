@@ -20,7 +20,7 @@ from pfnmap.arch.vector import table_ops
 from pfnmap.decode.records import Item, Leaf, LeafBatch, Problem, Range
 from pfnmap.decode.views import batch_verdicts, flag_names, leaves, ranges
 
-SCHEMA = "pfnmap.decode.walker/1"
+SCHEMA = "pfnmap.decode.walker/2"
 COLUMNS = (
     "schema",
     "record",
@@ -38,6 +38,7 @@ COLUMNS = (
     "reason",
     "problem",
     "detail",
+    "kind",
 )
 #: the formats :func:`write_rows` writes
 ROW_FORMATS = ("jsonl", "csv")
@@ -84,6 +85,7 @@ def record_of(arch: Arch, rec: Leaf | Range | Problem) -> dict[str, Any]:
         present=rec.present,
         verdict=rec.verdict,
         reason=rec.reason,
+        kind=arch.leaf_kind(rec.level, rec.raw),  # era-dependent: x86's PROT_NONE (issue 12)
     )
 
 
@@ -177,12 +179,12 @@ class _Encoding:
                 f'{{"schema": "{SCHEMA}", "record": "leaf", "va": "', '", "va_end": "',
                 '", "pa": "', f'", "size": {batch.size}, "pages": 1, "level": {lvl}, "raw": "',
                 '", "entry_addr": "', '", "flags": ', ', "present": ', ', "verdict": ',
-                ', "reason": ', ', "problem": null, "detail": null}\n',
+                ', "reason": ', ', "problem": null, "detail": null, "kind": ',
             ]  # fmt: skip
         lvl = self.cell(batch.name)
         return [
             f"{SCHEMA},leaf,", ",", ",", f",{batch.size},1,{lvl},", ",", ",", ",", ",", ",",
-            ",,\n",
+            ",,,",
         ]  # fmt: skip
 
 
@@ -194,14 +196,18 @@ def _leaf_lines(
     level = batch.level
     mask = table_ops(arch).levels[level].leaf_flag_mask
     words = (batch.raw & mask).tolist() if mask else [0] * len(batch)
+    # the flags cell and the kind cell (its closing text too) of each flag word: x86's
+    # leaf_kind looks at the present and PROT_NONE bits only, both flag bits
     flags = {w: enc.cell(" ".join(flag_names(arch, level, w))) for w in set(words)}
+    end = "}\n" if enc.fmt == "jsonl" else "\n"
+    kinds = {w: enc.cell(arch.leaf_kind(level, w)) + end for w in set(words)}
     present = [enc.cell(p) for p in (False, True)]
     verdicts = batch_verdicts(arch, batch, hints, pfn_valid)
     if verdicts is None:
         tail = f"{s7}{enc.cell(None)}{s8}{enc.cell(None)}{s9}"
         return "".join([
             f"{s0}{va:#x}{s1}{va + size:#x}{s2}{pa:#x}{s3}{raw:#x}{s4}{ea:#x}{s5}{flags[w]}"
-            f"{s6}{present[p]}{tail}"
+            f"{s6}{present[p]}{tail}{kinds[w]}"
             for va, pa, raw, ea, w, p in zip(
                 batch.va.tolist(), batch.pa.tolist(), batch.raw.tolist(),
                 batch.entry_addrs().tolist(), words, batch.present.tolist(), strict=True,
@@ -210,7 +216,7 @@ def _leaf_lines(
     cell = enc.cell
     return "".join([
         f"{s0}{va:#x}{s1}{va + size:#x}{s2}{pa:#x}{s3}{raw:#x}{s4}{ea:#x}{s5}{flags[w]}"
-        f"{s6}{present[p]}{s7}{cell(v)}{s8}{cell(r)}{s9}"
+        f"{s6}{present[p]}{s7}{cell(v)}{s8}{cell(r)}{s9}{kinds[w]}"
         for va, pa, raw, ea, w, p, (v, r) in zip(
             batch.va.tolist(), batch.pa.tolist(), batch.raw.tolist(),
             batch.entry_addrs().tolist(), words, batch.present.tolist(), verdicts, strict=True,

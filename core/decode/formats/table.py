@@ -44,6 +44,8 @@ VERDICT_SGR = {
     "COWed page in a PFN vma": "1;35",
     "normal page": "1;32",
     "bad pte": "1;31",
+    "zero page": "32",
+    "devmap page": "36",
     "unknown": "33",
 }
 _DIM, _BOLD, _RED = "2", "1", "31"
@@ -115,7 +117,9 @@ class _Layout:
         key = (level, word)
         cell = self._flag_cells.get(key)
         if cell is None:
-            text = " ".join(flag_names(self.arch, level, word))
+            kind = self.arch.leaf_kind(level, word)  # era-dependent: x86's PROT_NONE
+            names = flag_names(self.arch, level, word)
+            text = " ".join((*names, kind) if kind else names)
             if self.show_verdict:
                 text = text.ljust(FLAGS_WIDTH)
             cell = self._flag_cells[key] = GAP + text if text else ""
@@ -143,7 +147,8 @@ class _Layout:
             str(rec.pages).rjust(6),
             rec.name.ljust(self.level_width),
         ]
-        flags = " ".join(rec.flags)
+        kind = self.arch.leaf_kind(rec.level, rec.raw)
+        flags = " ".join((*rec.flags, kind) if kind else rec.flags)
         if self.show_verdict:
             flags = flags.ljust(FLAGS_WIDTH)
         line = GAP.join(cells) + (GAP + flags if flags else "")
