@@ -38,6 +38,18 @@ DECODE_MEM_SMALL = "decode memory: 256 MiB"
 DECODE_MEM_BIG = "decode memory: 1 GiB"
 VOL_MAPPING = "fixture: volatility3 mapping"
 VOL_PFNMAP = "fixture: pfnmap grouped walk"
+#: the whole-process benchmarks (test_bench_cli.py)
+CLI_PASS = "cli: python -c pass"
+CLI_HELP = "cli: pfnmap --help"
+CLI_STDLIB = "cli: stdlib walker qemu-tlb"
+CLI_VOL = "cli: volatility3 translate every leaf"
+CLI_FORMATS = ("qemu-tlb", "qemu-mem", "jsonl", "csv", "table", "summary")
+
+
+def cli_decode_name(fmt: str) -> str:
+    return f"cli: decode {fmt}"
+
+
 FORK = "fork"
 MUNMAP = "munmap: forked child"
 

@@ -14,6 +14,11 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from benchlib import (
+    CLI_FORMATS,
+    CLI_HELP,
+    CLI_PASS,
+    CLI_STDLIB,
+    CLI_VOL,
     DECODE_1G,
     DECODE_COPY,
     DECODE_MEM_BIG,
@@ -27,6 +32,7 @@ from benchlib import (
     VOL_PFNMAP,
     BigProcess,
     build_big,
+    cli_decode_name,
 )
 
 from pfnmap.kernel.mmap import pte_tables
@@ -79,6 +85,11 @@ PAIRS = [
     ("fixture: pfnmap grouped ranges", VOL_MAPPING),
     ("mprotect: 16 TiB vma (la57)", "mprotect: 64 KiB vma (la57)"),
     ("check_invariants: 4 TiB vma", "check_invariants: 64 KiB vma"),
+    (cli_decode_name("qemu-tlb"), CLI_VOL),
+    (cli_decode_name("qemu-tlb"), CLI_STDLIB),
+    (CLI_STDLIB, CLI_PASS),
+    (CLI_HELP, CLI_PASS),
+    *((cli_decode_name(f), cli_decode_name("qemu-tlb")) for f in CLI_FORMATS if f != "qemu-tlb"),
 ]
 
 #: memory may grow this much from the 256 MiB image to the 1 GiB one and still be "flat"
@@ -105,6 +116,10 @@ TARGETS = [
         "check_invariants: 64 KiB vma",
         0.25,
     ),
+    ("cli: decode >= 10x faster than volatility3", cli_decode_name("qemu-tlb"), CLI_VOL, 10.0),
+    ("cli: decode >= 2x faster than a stdlib walker", cli_decode_name("qemu-tlb"), CLI_STDLIB, 2.0),
+    ("cli: table <= 3x qemu-tlb", cli_decode_name("table"), cli_decode_name("qemu-tlb"), 1 / 3),
+    ("cli: pfnmap --help <= 5x python -c pass", CLI_HELP, CLI_PASS, 1 / 5),
 ]
 
 

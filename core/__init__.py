@@ -45,11 +45,21 @@ from pfnmap.errors import (
     UnknownRegion,
 )
 from pfnmap.kernel.constants import (
+    MADV_DOFORK,
+    MADV_DONTFORK,
+    MADV_DONTNEED,
+    MADV_NORMAL,
+    MADV_RANDOM,
+    MADV_REMOVE,
+    MADV_SEQUENTIAL,
+    MADV_WILLNEED,
     MAP_ANON,
     MAP_ANONYMOUS,
     MAP_FIXED,
     MAP_PRIVATE,
     MAP_SHARED,
+    MREMAP_FIXED,
+    MREMAP_MAYMOVE,
     O_RDONLY,
     O_RDWR,
     O_SYNC,
@@ -64,7 +74,7 @@ if TYPE_CHECKING:
     from pfnmap.kernel.normal_page import Verdict
     from pfnmap.kernel.physmem import IORegion
     from pfnmap.kernel.rules import SEED, KernelRules
-    from pfnmap.machine import Machine, PageInfo, Process, PteInfo
+    from pfnmap.machine import Machine, PageInfo, Piece, Process, PteInfo
 
 __version__ = "0.1.0"
 
@@ -72,6 +82,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "Machine": "pfnmap.machine",
     "PageInfo": "pfnmap.machine",
+    "Piece": "pfnmap.machine",
     "Process": "pfnmap.machine",
     "PteInfo": "pfnmap.machine",
     "Verdict": "pfnmap.kernel.normal_page",
@@ -86,11 +97,21 @@ __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 _moved.install()
 
 __all__ = [
+    "MADV_DOFORK",
+    "MADV_DONTFORK",
+    "MADV_DONTNEED",
+    "MADV_NORMAL",
+    "MADV_RANDOM",
+    "MADV_REMOVE",
+    "MADV_SEQUENTIAL",
+    "MADV_WILLNEED",
     "MAP_ANON",
     "MAP_ANONYMOUS",
     "MAP_FIXED",
     "MAP_PRIVATE",
     "MAP_SHARED",
+    "MREMAP_FIXED",
+    "MREMAP_MAYMOVE",
     "O_RDONLY",
     "O_RDWR",
     "O_SYNC",
@@ -110,6 +131,7 @@ __all__ = [
     "OutOfMemory",
     "PageInfo",
     "PfnmapError",
+    "Piece",
     "PluginError",
     "Process",
     "PteInfo",

@@ -8,8 +8,6 @@ names the new path.
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.machinery
 import sys
 import warnings
 from types import ModuleType
@@ -47,11 +45,13 @@ MOVED = {
 }
 
 
-class _AliasLoader(importlib.abc.Loader):
+# importlib.abc's base classes would cost a tenth of ``pfnmap --help``'s time to import (it
+# loads typing and more); the import system needs only these methods
+class _AliasLoader:
     def __init__(self, target: str) -> None:
         self.target = target
 
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+    def create_module(self, spec) -> ModuleType:
         warnings.warn(
             f"{spec.name} moved to {self.target}; import it from there",
             DeprecationWarning,
@@ -64,12 +64,17 @@ class _AliasLoader(importlib.abc.Loader):
         pass
 
 
-class _AliasFinder(importlib.abc.MetaPathFinder):
+class _AliasFinder:
     def find_spec(self, fullname, path=None, target=None):
         new = MOVED.get(fullname)
         if new is None:
             return None
-        return importlib.machinery.ModuleSpec(fullname, _AliasLoader(new))
+        from importlib.machinery import ModuleSpec  # already loaded: the import system's own
+
+        return ModuleSpec(fullname, _AliasLoader(new))
+
+    def invalidate_caches(self) -> None:
+        pass
 
 
 def install() -> None:

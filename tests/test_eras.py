@@ -645,7 +645,8 @@ def test_2626_anonymous_read_fault_gets_its_own_page(arch_name: str) -> None:
 def test_2626_profile_is_2615_plus_its_own_fields() -> None:
     """2.6.26 keeps every 2.6.15 decision (is_cow test, whole-vma COW remaps, gup refusing
     VM_PFNMAP, aligned copy, VM_INSERTPAGE forcing copy_page_range: VM_MIXEDMAP was not added
-    to that list in 2.6.26) and adds VM_MIXEDMAP, pte_special, the VM_BUG_ON and no ZERO_PAGE."""
+    to that list in 2.6.26) and adds VM_MIXEDMAP, pte_special, the VM_BUG_ON, no ZERO_PAGE, and
+    2.6.16's madvise (MADV_REMOVE/DONTFORK/DOFORK, the advice checked before the range)."""
     same = {k for k, v in V2_6_15.as_dict().items() if V2_6_26.as_dict()[k] == v}
     changed = set(V2_6_15.as_dict()) - same
     assert changed == {
@@ -655,5 +656,7 @@ def test_2626_profile_is_2615_plus_its_own_fields() -> None:
         "pte_special",
         "bad_pfn_vm_bug_on",
         "anon_read_zero_page",
+        "madvise_advices",
+        "madvise_advice_checked_first",
     }
     assert not V2_6_26.copy_forcing_flags & VM_MIXEDMAP

@@ -35,6 +35,18 @@ UNBALANCED = {
 }
 
 
+def unbalanced(name: str, era: str, arch: str) -> bool:
+    """Runs that end out of balance: :data:`UNBALANCED`, and devmem_grow where vm_normal_page
+    calls the page read into the grown part of a VM_PFNMAP vma raw (see its docstring)."""
+    if (name, era) in UNBALANCED:
+        return True
+    if name == "devmem_grow":
+        return era in ("unpaged", "2.6.15") or (
+            era == "2.6.26" and not Machine(arch).arch.special_mask
+        )
+    return False
+
+
 def stops(name: str, era: str, arch: str) -> bool:
     """Runs where the emulated kernel BUGs (the scenario then ends)."""
     if (name, era) == ("insert_page_fork", "seed"):
@@ -55,6 +67,8 @@ def test_registry() -> None:
         "insert_page_fork",
         "mixedmap_cow",
         "zero_page",
+        "pfnmap_selftest",
+        "devmem_grow",
     ]
     for sc in SCENARIOS.values():
         assert sc.title and sc.kernel and "2.6." in sc.doc
@@ -75,7 +89,7 @@ def test_every_scenario_runs_to_its_end(arch_name: str, name: str, era: str) -> 
     assert obs.stopped is None
     assert obs.steps[-1].outcome in ("ok", "skipped")
     inv = obs.row("invariants")
-    if (name, era) in UNBALANCED:
+    if unbalanced(name, era, arch_name):
         assert inv.value != "ok"
     else:
         assert inv.value == "ok", inv.why

@@ -78,6 +78,18 @@ def _positive(text: str) -> int:
     return value
 
 
+def _size(text: str) -> int:
+    from pfnmap.kernel.units import parse_size
+
+    try:
+        value = parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive size")
+    return value
+
+
 def _pfn(text: str) -> int:
     try:
         value = int(text, 0)
@@ -132,8 +144,21 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     decode.add_argument(
         "--format", choices=OUTPUT_FORMATS, default="table",
-        help="table (default), jsonl, csv, or QEMU's monitor text (info tlb, info mem): "
-        "qemu-tlb, qemu-mem",
+        help="table (default), jsonl, csv, QEMU's monitor text (info tlb, info mem: qemu-tlb, "
+        "qemu-mem), or summary (leaves per level and page size, problems per kind)",
+    )  # fmt: skip
+    decode.add_argument(
+        "--va-range", metavar="RANGE",
+        help="only leaves whose page overlaps START-END (END exclusive) or START+SIZE",
+    )  # fmt: skip
+    space = decode.add_mutually_exclusive_group()
+    space.add_argument("--user", action="store_true",
+                       help="only user space: below the arch's TASK_SIZE")  # fmt: skip
+    space.add_argument("--kernel", action="store_true",
+                       help="only kernel space: from the arch's TASK_SIZE up")  # fmt: skip
+    decode.add_argument(
+        "--min-size", type=_size, metavar="SIZE",
+        help="only leaves of at least SIZE bytes (2M: the large pages)",
     )  # fmt: skip
     decode.add_argument(
         "--ranges", action="store_true",
@@ -169,7 +194,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     decode.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=None,
         help="a progress bar on stderr (default: when stderr is a terminal and the image "
-        f"is {PROGRESS_MIN_BYTES >> 20} MiB or more)",
+        f"is {PROGRESS_MIN_BYTES >> 20} MiB or more; never while stdout is a terminal, where "
+        "the rows stream)",
     )  # fmt: skip
     decode.add_argument(
         "--max-tables", type=_positive, metavar="N",

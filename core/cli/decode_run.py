@@ -6,36 +6,26 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TextIO
-
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-from rich.text import Text
+from typing import TYPE_CHECKING, TextIO
 
 from pfnmap.arch import Arch
 from pfnmap.cli.decode import PROGRESS_MIN_BYTES
+from pfnmap.cli.decode_output import write_output
 from pfnmap.cli.main import PROG, UsageError
-from pfnmap.decode.dump import SCENARIOS, build_scenario, dump_machine
-from pfnmap.decode.formats import (
-    FormatError,
-    qemu_mode,
-    records,
-    summary_record,
-    write_csv,
-    write_jsonl,
-    write_qemu_mem,
-    write_qemu_tlb,
-    write_table,
-)
+from pfnmap.decode.formats import FormatError, qemu_mode
 from pfnmap.decode.hints import HintError, Hints, parse_ram_ranges, read_vmas_file
 from pfnmap.decode.image import UnknownImageFormat
 from pfnmap.decode.procfs import read_iomem_file, read_maps_file
 from pfnmap.decode.target import Target, TargetError, resolve_target
-from pfnmap.decode.walker import Problem, Walker, summary_hint
+from pfnmap.decode.walker import Walker
 from pfnmap.errors import KernelError, UnknownArch
 from pfnmap.kernel.rules import rules_for
 from pfnmap.kernel.units import format_size
 from pfnmap.plugins.manager import default_registry
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
 
 
 def _arch(name: str) -> Arch:
@@ -71,10 +61,6 @@ def _hints(args: argparse.Namespace, arch: Arch) -> Hints | None:
     return Hints(ram, vmas, rules, zero_pfn=getattr(args, "zero_pfn", None))
 
 
-def _problem_line(problem: Problem) -> None:
-    print(f"{PROG}: problem: {problem.line()}", file=sys.stderr)
-
-
 def _isatty(stream: TextIO) -> bool:
     try:
         return stream.isatty()
@@ -82,30 +68,28 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
-def _progress(args: argparse.Namespace, console: Console, image_size: int) -> Progress | None:
-    """The progress bar, or None. By default it shows when stderr is a terminal, the image is
-    large, and the output does not stream to the same terminal (the human table does: then
-    the bar shares its console, which keeps it below the rows). Never on stdout's data."""
+def _progress(args: argparse.Namespace, image_size: int) -> Progress | None:
+    """The progress bar (on stderr), or None. By default it shows when stderr is a terminal
+    and the image is large; never while stdout is a terminal too, where the rows stream (they
+    are the progress, and a live bar would be drawn through them). Never on stdout's data."""
     want = args.progress
     if want is None:
-        want = (
-            _isatty(sys.stderr)
-            and image_size >= PROGRESS_MIN_BYTES
-            and (args.format == "table" or not _isatty(sys.stdout))
-        )
-    if not want:
+        want = _isatty(sys.stderr) and image_size >= PROGRESS_MIN_BYTES
+    if not want or _isatty(sys.stdout):
         return None
-    shared = args.format == "table" and console.is_terminal
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
     return Progress(
         TextColumn("decoding"),
         BarColumn(),
         TaskProgressColumn(),
         TextColumn("{task.fields[tables]} tables"),
         TimeElapsedColumn(),
-        console=console if shared else Console(stderr=True),
+        console=Console(stderr=True),
         transient=True,
-        redirect_stdout=False,  # JSON lines and CSV go to stdout untouched
-        redirect_stderr=not shared,
+        redirect_stdout=False,  # the rows go to stdout untouched
+        redirect_stderr=True,
     )
 
 
@@ -139,8 +123,9 @@ def cmd_decode(args: argparse.Namespace, console: Console) -> int:
         root, va_base = (target.root, 0) if target.register is None else _root(arch, args.root)
         if target.source:
             print(f"{PROG}: {target.source}", file=sys.stderr)
-        walker = Walker(image, arch, root, max_tables=args.max_tables, va_base=va_base)
-        bar = _progress(args, console, image.size)
+        walker = Walker(image, arch, root, max_tables=args.max_tables, va_base=va_base,
+                        grouped=True)  # fmt: skip
+        bar = _progress(args, image.size)
         if bar is not None:
             task = bar.add_task("decode", total=walker.va_total, tables=0)
 
@@ -150,7 +135,7 @@ def cmd_decode(args: argparse.Namespace, console: Console) -> int:
             walker.progress = progress_cb
             bar.start()
         try:
-            _write(args, console, out, walker, arch, hints)
+            write_output(args, console, out, walker, arch, hints)
         finally:
             if bar is not None:
                 bar.stop()
@@ -182,60 +167,11 @@ def _target(args: argparse.Namespace) -> Target:
         raise UsageError(str(exc)) from None
 
 
-def _summary(args: argparse.Namespace, walker: Walker) -> dict:
-    return {
-        "arch": walker.arch.name,
-        "root": f"{walker.root:#x}",
-        "image": args.image,
-        "image_kind": walker.image.kind,
-        "tables_read": walker.tables_read,
-        "leaves": walker.leaf_entries,
-        "problems": walker.problems,
-        "complete": walker.finished and not walker.stopped,
-    }
-
-
-def _write(
-    args: argparse.Namespace,
-    console: Console,
-    out: TextIO,
-    walker: Walker,
-    arch: Arch,
-    hints: Hints | None,
-) -> None:
-    fmt = args.format
-    if fmt in ("jsonl", "csv"):
-        rows = records(walker, arch, hints, merge=args.ranges)
-
-        def with_summary():
-            yield from rows
-            yield summary_record(_summary(args, walker))
-
-        (write_jsonl if fmt == "jsonl" else write_csv)(out, with_summary())
-        return
-    if fmt == "qemu-tlb":
-        write_qemu_tlb(out, walker, arch, _problem_line)
-    elif fmt == "qemu-mem":
-        write_qemu_mem(out, walker, arch, _problem_line)
-    else:
-        write_table(console, walker, arch, hints, merge=args.ranges)
-        s = _summary(args, walker)
-        line = Text(
-            f"{arch.name} root {s['root']} in {args.image}: {s['leaves']} leaf entries, "
-            f"{s['tables_read']} tables read, {s['problems']} problems"
-            + ("" if s["complete"] else " (walk stopped early)"),
-            style="bold",
-        )
-        console.print(line)
-        hint = summary_hint(walker)
-        if hint:
-            console.print(Text(f"hint: {hint}", style="yellow"))
-        return
-    if walker.problems:
-        print(f"{PROG}: {walker.problems} problems in the tables (above)", file=sys.stderr)
-
-
 def cmd_dump(args: argparse.Namespace, console: Console) -> int:
+    from rich.text import Text
+
+    from pfnmap.decode.dump import SCENARIOS, build_scenario, dump_machine
+
     arch = _arch(args.arch)
     if args.scenario not in SCENARIOS:
         raise UsageError(

@@ -33,6 +33,7 @@ COMMANDS = (
     "pfnmap.cli.run",
     "pfnmap.cli.compare",
     "pfnmap.cli.decode",
+    "pfnmap.cli.vtop",
     "pfnmap.cli.info",
 )
 #: struct pages cost host memory per emulated page; the story needs only a few MiB
@@ -62,6 +63,29 @@ def make_console(file: TextIO | None = None) -> Console:
     except (AttributeError, ValueError):
         tty = False
     return Console(file=file, width=None if tty else PIPE_WIDTH, highlight=False)
+
+
+class LazyConsole:
+    """The console :func:`make_console` makes, made when a command first uses it: commands
+    that print through it pay for rich, the others (``decode --format jsonl``...) do not."""
+
+    def __init__(self, file: TextIO | None = None) -> None:
+        object.__setattr__(self, "_file", file)
+        object.__setattr__(self, "_console", None)
+
+    def real(self) -> Console:
+        """The rich console itself."""
+        console = object.__getattribute__(self, "_console")
+        if console is None:
+            console = make_console(object.__getattribute__(self, "_file"))
+            object.__setattr__(self, "_console", console)
+        return console
+
+    def __getattr__(self, name: str):
+        return getattr(self.real(), name)
+
+    def __setattr__(self, name: str, value) -> None:
+        setattr(self.real(), name, value)
 
 
 def ram_size(text: str) -> int:
@@ -145,7 +169,7 @@ def _run(argv: Sequence[str] | None) -> tuple[int, str]:
         if not command:
             names = ", ".join(args.command_names)
             raise UsageError(f"a command is required: {names} (see pfnmap --help)")
-        return args.func(args, make_console()), command
+        return args.func(args, LazyConsole()), command  # type: ignore[arg-type]
     except SystemExit as exc:  # --help and --version end here
         return (exc.code if isinstance(exc.code, int) else 0), command
     except UsageError as exc:

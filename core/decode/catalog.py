@@ -4,7 +4,7 @@ choices from here and the modules that implement each name take their lists from
 from __future__ import annotations
 
 #: ``pfnmap decode --format``: written by :mod:`pfnmap.decode.formats`
-OUTPUT_FORMATS = ("table", "jsonl", "csv", "qemu-tlb", "qemu-mem")
+OUTPUT_FORMATS = ("table", "jsonl", "csv", "qemu-tlb", "qemu-mem", "summary")
 #: ``pfnmap decode --image-format``: the built-in formats of :mod:`pfnmap.decode.images`
 #: (plugins may add more through the ``pfnmap_image_formats`` hook)
 IMAGE_FORMATS = ("auto", "raw", "elf", "kdump", "lime")

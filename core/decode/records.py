@@ -93,6 +93,18 @@ class LeafBatch:
             table = int(self.tables[int(np.searchsorted(self.starts, k, side="right")) - 1])
         return table + int(self.index[k]) * self.entry_bytes
 
+    def select(self, keep: np.ndarray) -> LeafBatch:
+        """The batch of the leaves at the ascending positions ``keep`` (a grouped batch stays
+        grouped: each table keeps its own leaves)."""
+        starts = self.starts
+        if starts is not None:
+            starts = np.searchsorted(keep, starts)
+        return LeafBatch(
+            self.level, self.name, self.size, self.table, self.entry_bytes, self.index[keep],
+            self.raw[keep], self.va_raw[keep], self.va[keep], self.pa[keep],
+            self.present[keep], self.upper, self.tables, self.pointers, starts,
+        )  # fmt: skip
+
     def split(self) -> Iterator[LeafBatch]:
         """The batch per table, as the ungrouped walk yields them (itself if not grouped)."""
         if self.tables is None:

@@ -9,23 +9,29 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pfnmap.arch import Arch
 from pfnmap.arch.vector import table_ops
-from pfnmap.decode.hints import Hints
 from pfnmap.decode.records import Item, Leaf, LeafBatch, Problem, Range
 
 LARGE_PAGE_REASON = "a large-page leaf: vm_normal_page() looks at ptes only"
 
+if TYPE_CHECKING:
+    from pfnmap.decode.hints import Hints
 
-def _verdicts(arch: Arch, batch: LeafBatch, hints: Hints | None, pfn_valid) -> list:
-    n = len(batch)
+
+def batch_verdicts(
+    arch: Arch, batch: LeafBatch, hints: Hints | None, pfn_valid
+) -> list[tuple[str | None, str | None]] | None:
+    """vm_normal_page()'s ``(verdict, reason)`` for each leaf of ``batch``, or None when the
+    hints name no vmas (no verdicts at all). ``pfn_valid`` is ``hints.pfn_valid_for(arch)``."""
     if hints is None or not hints.has_vmas:
-        return [(None, None)] * n
+        return None
     if batch.level != len(arch.levels) - 1:
-        out = []
+        out: list[tuple[str | None, str | None]] = []
         for va in batch.va.tolist():
             covered = hints.vma_at(va) is not None
             out.append((None, LARGE_PAGE_REASON if covered else "no vma covers this address"))
@@ -34,6 +40,11 @@ def _verdicts(arch: Arch, batch: LeafBatch, hints: Hints | None, pfn_valid) -> l
         hints.verdict(arch, va, raw, pfn_valid)
         for va, raw in zip(batch.va.tolist(), batch.raw.tolist(), strict=True)
     ]
+
+
+def _verdicts(arch: Arch, batch: LeafBatch, hints: Hints | None, pfn_valid) -> list:
+    got = batch_verdicts(arch, batch, hints, pfn_valid)
+    return [(None, None)] * len(batch) if got is None else got
 
 
 def leaves(
@@ -141,6 +152,12 @@ def describe_flags(arch: Arch, level: int, raw: int) -> list[str]:
     (``["present", "rw", "user", "accessed", "dirty", "nx"]``), from the derived masks."""
     ops = table_ops(arch).levels[level]
     return list(_describe(arch, level, raw & ops.leaf_flag_mask))
+
+
+def flag_names(arch: Arch, level: int, flags: int) -> tuple[str, ...]:
+    """:func:`describe_flags` of a flag word (an entry with its address bits cleared, i.e.
+    ``raw & leaf_flag_mask``), remembered per distinct word."""
+    return _describe(arch, level, flags)
 
 
 @lru_cache(maxsize=4096)

@@ -179,3 +179,30 @@ PAGE_FLAG_NAMES = {
     PG_anon: "anon",
     PG_pgtable: "pgtable",
 }
+
+# madvise(2) advice values (include/asm-generic/mman.h; the same numbers on every arch pfnmap has)
+MADV_NORMAL = 0
+MADV_RANDOM = 1
+MADV_SEQUENTIAL = 2
+MADV_WILLNEED = 3
+MADV_DONTNEED = 4
+MADV_FREE = 8  # 4.5
+MADV_REMOVE = 9  # 2.6.16
+MADV_DONTFORK = 10  # 2.6.16
+MADV_DOFORK = 11  # 2.6.16
+MADV_WIPEONFORK = 18  # 4.14
+MADV_COLD = 20  # 5.4
+MADV_PAGEOUT = 21  # 5.4
+MADV_POPULATE_READ = 22  # 5.14
+MADV_POPULATE_WRITE = 23  # 5.14
+MADV_DONTNEED_LOCKED = 24  # 5.18
+
+MADV_NAMES: dict[int, str] = {
+    value: name
+    for name, value in list(globals().items())
+    if name.startswith("MADV_") and isinstance(value, int)
+}
+
+# mremap(2) flags (include/linux/mman.h)
+MREMAP_MAYMOVE = 1
+MREMAP_FIXED = 2

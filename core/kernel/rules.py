@@ -36,6 +36,14 @@ from dataclasses import dataclass, fields, replace
 
 from pfnmap.errors import PfnmapError
 from pfnmap.kernel.constants import (
+    MADV_DOFORK,
+    MADV_DONTFORK,
+    MADV_DONTNEED,
+    MADV_NORMAL,
+    MADV_RANDOM,
+    MADV_REMOVE,
+    MADV_SEQUENTIAL,
+    MADV_WILLNEED,
     VM_DONTDUMP,
     VM_DONTEXPAND,
     VM_FLAG_NAMES,
@@ -43,6 +51,7 @@ from pfnmap.kernel.constants import (
     VM_HUGETLB,
     VM_INSERTPAGE,
     VM_IO,
+    VM_LOCKED,
     VM_MIXEDMAP,
     VM_NONLINEAR,
     VM_PFNMAP,
@@ -52,6 +61,9 @@ from pfnmap.kernel.constants import (
 
 #: VM_UNPAGED (2.6.15-rc3 before the seed) is the bit the seed renamed VM_PFNMAP
 VM_UNPAGED = VM_PFNMAP
+
+#: madvise_vma()'s advice values in 2.6.15 (mm/madvise.c of 2.6.15)
+_MADV_2_6_15 = (MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED)
 
 #: the values of :attr:`KernelRules.vm_normal_page_rule`
 VM_NORMAL_PAGE_RULES = ("vm_pgoff", "page_is_anon")
@@ -153,6 +165,21 @@ class KernelRules:
     #: whose names the vm_flags bits have in this era: a key of :data:`VM_FLAG_TABLES`
     #: ("2.6.15": VM_FLAG_NAMES; "6.1": VM_FLAG_NAMES_6_1, where 0x80000 is VM_LOCKONFAULT)
     vm_flag_names: str = "2.6.15"
+    #: sys_madvise(): the advice values madvise_vma() knows (2.6.15: NORMAL, RANDOM,
+    #: SEQUENTIAL, WILLNEED, DONTNEED; 2.6.16 added REMOVE, DONTFORK and DOFORK)
+    madvise_advices: tuple[int, ...] = _MADV_2_6_15
+    #: sys_madvise() checks the advice before walking the range (madvise_behavior_valid(),
+    #: 2.6.16 on); in 2.6.15 an unknown advice is EINVAL only when a vma is reached, so over a
+    #: hole it is ENOMEM
+    madvise_advice_checked_first: bool = False
+    #: madvise_dontneed() refuses vmas with any of these flags: VM_UNPAGED, the same bit, from
+    #: Hugh Dickins' unpaged series (2.6.15-rc2); the seed renamed it VM_PFNMAP
+    madvise_dontneed_refused_flags: int = VM_LOCKED | VM_HUGETLB | VM_PFNMAP
+    #: do_mremap() refuses to grow vmas with any of these flags (EFAULT). 2.6.15: VM_DONTEXPAND
+    #: only, and remap_pfn_range() did not set it (that came with 3.7's VM_DONTDUMP change), so a
+    #: /dev/mem mapping could grow; later kernels test VM_DONTEXPAND|VM_PFNMAP (vma_to_resize,
+    #: 2.6.33 on; when VM_PFNMAP joined the test is unverified)
+    mremap_grow_refused_flags: int = VM_DONTEXPAND
 
     def __post_init__(self) -> None:
         if self.vm_normal_page_rule not in VM_NORMAL_PAGE_RULES:
@@ -189,8 +216,10 @@ class KernelRules:
             value = getattr(self, f.name)
             if f.name.endswith("_flags") and isinstance(value, int):
                 value = "|".join(self.flag_names(value)) or "0"
-            elif isinstance(value, tuple):
+            elif isinstance(value, tuple) and all(isinstance(v, tuple) for v in value):
                 value = {k: v for k, v in value}
+            elif isinstance(value, tuple):
+                value = list(value)
             out[f.name] = value
         return out
 
@@ -266,6 +295,8 @@ V2_6_26 = replace(
     pte_special=True,
     bad_pfn_vm_bug_on=True,
     anon_read_zero_page=False,
+    madvise_advices=_MADV_2_6_15 + (MADV_REMOVE, MADV_DONTFORK, MADV_DOFORK),
+    madvise_advice_checked_first=True,
 )
 
 #: Linux 6.1 (December 2022; Debian 12's kernel): mm/memory.c's vm_normal_page with
@@ -292,6 +323,8 @@ V6_1 = replace(
     bad_pte_report="6.1",
     l1tf_protnone_inversion=True,
     vm_flag_names="6.1",
+    # vma_to_resize(): a VM_DONTEXPAND or VM_PFNMAP vma may not grow (EFAULT)
+    mremap_grow_refused_flags=VM_DONTEXPAND | VM_PFNMAP,
 )
 
 #: era name -> rules, oldest first

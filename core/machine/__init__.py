@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from pfnmap._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from pfnmap.machine.devices import Piece
     from pfnmap.machine.machine import Machine, PageInfo
     from pfnmap.machine.process import Process, PteInfo
 
@@ -17,6 +18,7 @@ _LAZY = {
     "PageInfo": "pfnmap.machine.machine",
     "Process": "pfnmap.machine.process",
     "PteInfo": "pfnmap.machine.process",
+    "Piece": "pfnmap.machine.devices",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
-__all__ = ["Machine", "PageInfo", "Process", "PteInfo"]
+__all__ = ["Machine", "PageInfo", "Piece", "Process", "PteInfo"]

@@ -1,4 +1,5 @@
-"""Character devices: /dev/mem, /dev/zero and a driver that hands out its own pages by ->nopage.
+"""Character devices: /dev/mem, /dev/zero, a driver that hands out its own pages by ->nopage, and
+a driver that remaps a physical window into a vma in pieces (partial or scattered remaps).
 
 Their ->mmap methods follow drivers/char/mem.c of 2.6.15 (mmap_mem, mmap_zero) and the usual
 shape of a 2.6-era driver with a nopage handler (e.g. a sound driver's DMA buffer).
@@ -7,10 +8,20 @@ shape of a 2.6-era driver with a nopage handler (e.g. a sound driver's DMA buffe
 from __future__ import annotations
 
 import errno
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pfnmap.errors import KernelError, OutOfMemory, UnknownRegion
-from pfnmap.kernel.constants import O_SYNC, VM_FAULT_MINOR, VM_RESERVED, VM_SHARED, PG_reserved
+from pfnmap.kernel.constants import (
+    O_SYNC,
+    VM_FAULT_MINOR,
+    VM_IO,
+    VM_READ,
+    VM_RESERVED,
+    VM_SHARED,
+    VM_WRITE,
+    PG_reserved,
+)
 from pfnmap.kernel.files import Inode, OpenFile, shmem_zero_setup
 from pfnmap.kernel.mm import NOPAGE_SIGBUS, VmOperations
 from pfnmap.kernel.physmem import IORegion
@@ -140,3 +151,77 @@ class DevIoMem(Inode):
         bus_pfn = (self.region.offset + offset) >> arch.page_shift
         pfn = arch.mk_iospace_pfn(self.region.space, bus_pfn)
         io_remap_pfn_range(vma, vma.vm_start, pfn, size, vma.vm_page_prot)
+
+
+# partial and scattered remaps: what sbus framebuffer drivers of 2.6.15 did ---------------------
+@dataclass(frozen=True)
+class Piece:
+    """One remap call of a driver's mmap: ``npages`` pages of the vma from page ``page`` on,
+    mapping the device window from byte ``offset`` on."""
+
+    page: int
+    npages: int
+    offset: int
+
+
+def ram_window(machine: Machine, first_pfn: int, npages: int) -> IORegion:
+    """A window over RAM pages that have struct pages (e.g. the boot-reserved firmware pages),
+    described like device memory so a driver can remap it."""
+    shift = machine.arch.page_shift
+    return IORegion(f"ram@{first_pfn:#x}", first_pfn << shift, npages << shift)
+
+
+def io_prot(machine: Machine) -> int:
+    """pgprot_noncached(PAGE_SHARED): writable and uncached whatever the vma asked for, which is
+    what sparc's io_remap_pfn_range forced (pg_iobits) until March 2006. A driver on an arch
+    that honours the caller's prot passes it explicitly to get the same ptes."""
+    arch = machine.arch
+    return arch.pgprot_noncached(arch.protection_map[VM_SHARED | VM_WRITE | VM_READ])
+
+
+class RemapDriver(Inode):
+    """A driver whose ->mmap remaps pieces of a physical window into the vma.
+
+    ``pieces`` (default: the whole vma from the mmap offset) are remapped one call each, with
+    io_remap_pfn_range (``io=True``, the arch's version: sparc64 has its own) or
+    remap_pfn_range. ``prot`` is ``"vma"`` (vma->vm_page_prot) or ``"io"`` (:func:`io_prot`).
+    ``clear_vm_io`` clears VM_IO after the remaps, as some drivers did (the reason 2.6.15-rc6's
+    get_user_pages also refuses VM_PFNMAP). A failing remap fails the mmap.
+    """
+
+    kind = "chr"
+
+    def __init__(
+        self,
+        machine: Machine,
+        path: str,
+        window: IORegion,
+        pieces: list[Piece] | None = None,
+        *,
+        io: bool = True,
+        prot: str = "vma",
+        clear_vm_io: bool = False,
+    ) -> None:
+        super().__init__(machine, path)
+        if prot not in ("vma", "io"):
+            raise ValueError(f"prot must be 'vma' or 'io', not {prot!r}")
+        self.window = window
+        self.pieces = pieces
+        self.io = io
+        self.prot = prot
+        self.clear_vm_io = clear_vm_io
+
+    def mmap(self, file: OpenFile, vma: VmArea) -> None:
+        arch = self.machine.arch
+        ps = arch.page_size
+        prot = vma.vm_page_prot if self.prot == "vma" else io_prot(self.machine)
+        pieces = self.pieces or [
+            Piece(0, (vma.vm_end - vma.vm_start) // ps, vma.vm_pgoff << arch.page_shift)
+        ]
+        remap = io_remap_pfn_range if self.io else remap_pfn_range
+        for p in pieces:
+            bus_pfn = (self.window.offset + p.offset) >> arch.page_shift
+            pfn = arch.mk_iospace_pfn(self.window.space, bus_pfn)
+            remap(vma, vma.vm_start + p.page * ps, pfn, p.npages * ps, prot)
+        if self.clear_vm_io:
+            vma.vm_flags &= ~VM_IO

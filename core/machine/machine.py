@@ -174,6 +174,37 @@ class Machine:
         self._check_new_path(path)
         return self.add_inode(DevIoMem(self, path, region))
 
+    def add_remap_device(
+        self,
+        path: str,
+        window: str | IORegion = "fb0",
+        pieces: list | None = None,
+        *,
+        io: bool = True,
+        prot: str = "vma",
+        clear_vm_io: bool = False,
+    ) -> Inode:
+        """A device file whose ->mmap remaps a physical window into the vma in ``pieces``
+        (:class:`pfnmap.machine.devices.Piece`: vma page, page count, byte offset in the
+        window), one io_remap_pfn_range (``io=True``) or remap_pfn_range call each: a partial
+        remap (pieces that leave part of the vma unmapped) or a scattered one (pieces from
+        discontiguous parts of the window), as 2.6.15's sbus framebuffer drivers built one vma
+        from several calls. Without ``pieces`` the whole vma maps the window from the mmap
+        offset. ``window`` is an I/O region name or any :class:`IORegion` (even one over RAM);
+        ``prot`` is ``"vma"`` (vm_page_prot) or ``"io"`` (writable and uncached, as sparc's
+        io_remap_pfn_range forced); ``clear_vm_io`` clears VM_IO after the remaps, as some
+        drivers did. See :class:`pfnmap.machine.devices.RemapDriver`."""
+        from pfnmap.machine.devices import RemapDriver
+
+        if not isinstance(window, IORegion):
+            found = [r for r in self.phys.io_regions if r.name == window]
+            if not found:
+                raise KernelError(errno.ENODEV, f"no I/O region named {window!r}")
+            window = found[0]
+        return self.add_inode(
+            RemapDriver(self, path, window, pieces, io=io, prot=prot, clear_vm_io=clear_vm_io)
+        )
+
     # inspection -------------------------------------------------------------------------------
     def page(self, pfn: int) -> PageInfo:
         """The struct page of a RAM pfn (KernelError EINVAL for a pfn without one)."""

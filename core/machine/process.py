@@ -1,4 +1,5 @@
-"""The syscall-like process API: mmap, munmap, mprotect, fork, exit, read, write, open, gup.
+"""The syscall-like process API: mmap, munmap, mprotect, madvise, mremap, fork, execve, exit,
+read, write, open, get_user_pages and follow_page, and poke_pte for planting corrupt ptes.
 
 User accesses go through the emulated MMU (:func:`pfnmap.kernel.uaccess.hw_translate`); a miss is a
 page fault handled as x86's do_page_fault does (find_vma, access check, handle_mm_fault), and
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pfnmap.errors import BusError, KernelError, KernelLivelock, OutOfMemory, SegmentationFault
 from pfnmap.kernel.constants import (
+    FOLL_TOUCH,
     MAP_ANONYMOUS,
     MAP_PRIVATE,
     O_RDWR,
@@ -27,13 +29,16 @@ from pfnmap.kernel.constants import (
     VM_READ,
     VM_WRITE,
 )
+from pfnmap.kernel.exec import exec_mmap, exit_mm, mm_alloc, mmput
 from pfnmap.kernel.fault import handle_mm_fault
 from pfnmap.kernel.files import OpenFile
-from pfnmap.kernel.memory import get_user_pages
+from pfnmap.kernel.madvise import sys_madvise
+from pfnmap.kernel.memory import follow_page, get_user_pages
 from pfnmap.kernel.mm import MmStruct, VmArea
-from pfnmap.kernel.mmap import do_mmap_pgoff, do_mprotect, do_munmap, dup_mmap, exit_mmap, iter_ptes
+from pfnmap.kernel.mmap import do_mmap_pgoff, do_mprotect, do_munmap, dup_mmap, iter_ptes
+from pfnmap.kernel.mremap import do_mremap
 from pfnmap.kernel.normal_page import Verdict, vm_normal_page_verdict
-from pfnmap.kernel.pgtable import WalkStep, lookup, pgd_alloc
+from pfnmap.kernel.pgtable import WalkStep, lookup, pgd_alloc, pte_offset
 from pfnmap.kernel.uaccess import hw_translate
 from pfnmap.kernel.ulong import to_ulong, ulong_max
 
@@ -158,7 +163,7 @@ class Process:
         """fork(): a child with a copy of every vma (copy_page_range per vma) and the fds.
 
         When memory runs out part way (OutOfMemory), the half-built child is torn down as
-        copy_process does (mmput: exit_mmap) and nothing of it is left."""
+        copy_process's failure path does (mmput, so exit_mmap) and nothing of it is left."""
         self._enter()
         machine = self.machine
         child_mm = MmStruct(machine, 0, comm or self.comm)
@@ -167,7 +172,7 @@ class Process:
         try:
             dup_mmap(child_mm, self.mm)
         except BaseException:
-            exit_mmap(child_mm)
+            mmput(child_mm)
             child.alive = False
             machine._unregister(child)
             raise
@@ -175,13 +180,77 @@ class Process:
         return child
 
     def exit(self) -> None:
-        """exit(): exit_mmap (every pte zapped, every table freed) and close the fds."""
+        """exit(): exit_mm (the task lets go of its mm, then mmput's exit_mmap zaps every pte
+        and frees every table) and close the fds. The teardown runs with the task no longer
+        owning the mm, so print_bad_pte names it ``???``, as 2.6.15 does. Afterwards
+        ``self.mm`` is the torn-down mm again (no vmas, no tables, counters at zero), kept for
+        inspection; it is also kept when the teardown oopses (a KernelBug)."""
         self._enter()
-        exit_mmap(self.mm)
+        mm = self.mm
+        try:
+            exit_mm(self)  # self.mm is None while exit_mmap runs, as tsk->mm is
+        finally:
+            self.mm = mm
         for fd in list(self.fds):
             self.fds.pop(fd).put()
         self.alive = False
         self.machine._unregister(self)
+
+    def execve(self, comm: str | None = None) -> None:
+        """execve(): a new, empty mm for the task (exec_mmap), the old one torn down after the
+        task stopped owning it (its bad ptes print ``process = ???``), then the new program's
+        name (``comm``, default: unchanged). pfnmap loads no binary: the new address space is
+        empty, as right after flush_old_exec. Open files stay open (close-on-exec is not
+        modelled)."""
+        self._enter()
+        name = comm or self.comm
+        exec_mmap(self, mm_alloc(self.machine, name))
+        self.comm = name  # flush_old_exec sets the name after exec_mmap
+
+    def madvise(self, addr: int, length: int, advice: int) -> None:
+        """madvise(2) with the era's advice values (:mod:`pfnmap.kernel.madvise`): MADV_NORMAL,
+        RANDOM, SEQUENTIAL, WILLNEED, DONTNEED in 2.6.15, plus REMOVE, DONTFORK, DOFORK from
+        2.6.16. MADV_DONTNEED on a VM_PFNMAP vma is EINVAL; holes in the range are ENOMEM after
+        the advice was applied to the vmas around them."""
+        self._enter()
+        sys_madvise(self.mm, addr, length, advice)
+
+    def mremap(
+        self, addr: int, old_len: int, new_len: int, flags: int = 0, new_addr: int = 0
+    ) -> int:
+        """mremap(2): shrink, grow in place, or move (MREMAP_MAYMOVE, MREMAP_FIXED with
+        ``new_addr``); returns the address of the mapping (:func:`pfnmap.kernel.mremap.do_mremap`).
+        The ptes move with the vma, raw PFN ptes included."""
+        self._enter()
+        return do_mremap(self.mm, addr, old_len, new_len, flags, new_addr)
+
+    def follow_page(self, addr: int, flags: int = FOLL_TOUCH) -> int | None:
+        """follow_page() at ``addr``: the pfn of the struct page mapped there, or None (no vma,
+        no pte, a raw PFN pte, or FOLL_WRITE on a read-only pte). ``flags`` are the kernel's
+        FOLL_* bits (:mod:`pfnmap.kernel.constants`); with FOLL_GET the page keeps a reference
+        that the caller must drop (``machine.phys.put_page``). Nothing is faulted in."""
+        self._enter()
+        vma = self.mm.find_vma(addr)
+        if vma is None or vma.vm_start > addr:
+            return None
+        return follow_page(vma, addr, flags)
+
+    def poke_pte(self, addr: int, value: int, alloc: bool = False) -> int:
+        """Write ``value`` as the raw pte for ``addr`` and return the old one. **This corrupts
+        the machine on purpose**: nothing is accounted (no rss, no mapcount, no reference), the
+        way a stray kernel write or a buggy driver would leave a page table. It exists to show
+        what the kernel does with a bad pte (print_bad_pte at fork, munmap, exit; the COW of
+        do_wp_page); put the old value back before the machine's invariants are checked.
+        Without ``alloc`` the pte table must exist (KernelError ENOENT otherwise); with it the
+        missing tables are allocated, as a fault would."""
+        self._enter()
+        slot = pte_offset(self.mm, addr, alloc=alloc)
+        if slot is None:
+            raise KernelError(errno.ENOENT, f"no pte table covers {addr:#x}")
+        tables = self.machine.tables
+        old = tables.read_pte(slot)
+        tables.write_pte(slot, value)
+        return old
 
     # user memory access ----------------------------------------------------------------------
     def read(self, addr: int, n: int) -> bytes:

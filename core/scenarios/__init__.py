@@ -114,4 +114,5 @@ def run_scenario(name: str, machine: Machine) -> Observations:
     return get_scenario(name).run(machine)
 
 
-from . import library  # noqa: E402,F401  (registers the scenarios)
+# registering imports: the library, then the kernel's pfnmap selftest
+from . import library, selftest  # noqa: E402,F401

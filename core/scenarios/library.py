@@ -2,8 +2,8 @@
 
 Every size comes from the machine's arch (4 KiB or 8 KiB pages), every device address from its
 default I/O region ("fb0", beyond RAM) or from the boot-reserved firmware pages (RAM with struct
-pages that nobody maps). madvise and mremap are not in pfnmap's process API, so the scenarios
-the brief allowed for them "if cheap" are not here.
+pages that nobody maps). The kernel's own pfnmap selftest (madvise, munmap, mremap and fork on
+/dev/mem) is in :mod:`pfnmap.scenarios.selftest`.
 """
 
 from __future__ import annotations
