@@ -48,6 +48,7 @@ class X86_2Level(I386Arch):
     canonical = False
     phys_bits = PHYS_BITS
     task_size = TASK_SIZE
+    bits_per_long = 32
     levels = (
         Level("pgd", PGDIR_SHIFT, 10, 4, TABLE, PGD_4M, "pgd-4M"),
         Level("pte", PAGE_SHIFT, 10, 4, None, PTE, "pte"),

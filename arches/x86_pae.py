@@ -81,6 +81,7 @@ class X86PAE(I386Arch):
     canonical = False
     phys_bits = PHYS_BITS
     task_size = TASK_SIZE
+    bits_per_long = 32
     levels = (
         Level("pgd", PGDIR_SHIFT, 2, 8, PDPTE, None),
         Level("pmd", PMD_SHIFT, 9, 8, TABLE, PMD_2M, "pmd-2M"),

@@ -83,6 +83,8 @@ PAIRS = [
     (VOL_PFNMAP, VOL_MAPPING),
     ("fixture: pfnmap per-table walk", VOL_MAPPING),
     ("fixture: pfnmap grouped ranges", VOL_MAPPING),
+    ("mprotect: 16 TiB vma (la57)", "mprotect: 64 KiB vma (la57)"),
+    ("check_invariants: 4 TiB vma", "check_invariants: 64 KiB vma"),
     (cli_decode_name("qemu-tlb"), CLI_VOL),
     (cli_decode_name("qemu-tlb"), CLI_STDLIB),
     (CLI_STDLIB, CLI_PASS),
@@ -101,6 +103,19 @@ TARGETS = [
     ("fork >= 1M ptes/s", FORK, None, 1e6),
     ("munmap >= 1M ptes/s", MUNMAP, None, 1e6),
     ("faster than volatility3 >= 10x (same fixture)", VOL_PFNMAP, VOL_MAPPING, 10.0),
+    # cost follows the tables present: a huge vma within 4x of a small one (issue 18)
+    (
+        "16 TiB mprotect <= 4x a 64 KiB one",
+        "mprotect: 16 TiB vma (la57)",
+        "mprotect: 64 KiB vma (la57)",
+        0.25,
+    ),
+    (
+        "4 TiB check_invariants <= 4x a 64 KiB one",
+        "check_invariants: 4 TiB vma",
+        "check_invariants: 64 KiB vma",
+        0.25,
+    ),
     ("cli: decode >= 10x faster than volatility3", cli_decode_name("qemu-tlb"), CLI_VOL, 10.0),
     ("cli: decode >= 2x faster than a stdlib walker", cli_decode_name("qemu-tlb"), CLI_STDLIB, 2.0),
     ("cli: table <= 3x qemu-tlb", cli_decode_name("table"), cli_decode_name("qemu-tlb"), 1 / 3),

@@ -42,6 +42,7 @@ from pfnmap.errors import (
     SegmentationFault,
     Signal,
     UnknownArch,
+    UnknownRegion,
 )
 from pfnmap.kernel.constants import (
     MADV_DOFORK,
@@ -137,5 +138,6 @@ __all__ = [
     "SegmentationFault",
     "Signal",
     "UnknownArch",
+    "UnknownRegion",
     "Verdict",
 ]

@@ -95,5 +95,18 @@ class UnknownArch(PfnmapError, KeyError):
         return f"unknown arch {self.name!r} (registered: {', '.join(self.known) or 'none'})"
 
 
+class UnknownRegion(PfnmapError, KeyError):
+    """An I/O region name the machine does not have (``Machine.add_iomem_device``)."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        self.known = known
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        known = ", ".join(self.known) or "none"
+        return f"unknown I/O region {self.name!r} (this machine has: {known})"
+
+
 class KernelLivelock(PfnmapError):
     """A path where the emulated kernel would spin for ever (reported instead of hanging)."""

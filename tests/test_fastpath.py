@@ -133,6 +133,8 @@ def _map(w: World, proc, maps, kind: str, npages: int, shift: int) -> None:
     n = len(maps) + 100 * len(w.maps)
     # start a few pages before a pte-table boundary, so most mappings use two tables
     hint = _slot_base(m, n) - (shift % (npages + 1)) * ps
+    if hint >= m.arch.task_size:  # past the top (32-bit arches): let get_unmapped_area search
+        hint = 0
     length = npages * ps
     io = m.phys.io_regions[0]
     if kind == "anon":

@@ -176,6 +176,9 @@ class Arch:
     phys_bits: ClassVar[int] = 0
     #: top of the user address space (TASK_SIZE)
     task_size: ClassVar[int] = 0
+    #: BITS_PER_LONG of the kernel: the width of a syscall's ``unsigned long`` arguments, in
+    #: which the kernel's overflow checks (PAGE_ALIGN wrapping to 0, ``end <= start``) happen
+    bits_per_long: ClassVar[int] = 64
     levels: ClassVar[tuple[Level, ...]] = ()
     #: whether pfns may carry an I/O-space number (sparc64); x86 has none
     has_io_spaces: ClassVar[bool] = False

@@ -135,18 +135,51 @@ class RegularFile(Inode):
         vma.vm_ops = GENERIC_FILE_VM_OPS
 
 
+#: SHMEM_NR_DIRECT of mm/shmem.c: the swap entries kept in the inode itself
+SHMEM_NR_DIRECT = 16
+
+
+def shmem_max_bytes(page_size: int, bits_per_long: int) -> int:
+    """SHMEM_MAX_BYTES of mm/shmem.c (2.6.15): the largest object its two-level swap vector
+    can index, ``SHMEM_NR_DIRECT + (ENTRIES_PER_PAGE**2 / 2) * (ENTRIES_PER_PAGE + 1)`` pages,
+    ENTRIES_PER_PAGE being the unsigned longs in a page (256 GiB with 4 KiB pages on a 64-bit
+    kernel)."""
+    per_page = page_size // (bits_per_long // 8)
+    return (SHMEM_NR_DIRECT + (per_page * per_page // 2) * (per_page + 1)) * page_size
+
+
 class ShmemFile(Inode):
     """The unlinked shmem object behind MAP_SHARED|MAP_ANONYMOUS and shared /dev/zero
-    (shmem_zero_setup). Its pages go when the last mapping goes."""
+    (shmem_zero_setup). Its pages go when the last mapping goes.
+
+    ``size`` is i_size; no bytes are held for it: a page is allocated, zeroed, when a fault
+    first asks for it (shmem_getpage), so a huge object costs nothing until it is touched.
+    shmem_file_setup()'s limit holds: a size beyond SHMEM_MAX_BYTES is EINVAL. Its memory
+    accounting (shmem_acct_size, ENOMEM under strict overcommit) is not modelled.
+    """
 
     kind = "shmem"
 
     def __init__(self, machine: Machine, size: int) -> None:
-        super().__init__(machine, "/dev/zero (deleted)", bytes(size))
+        arch = machine.arch
+        limit = shmem_max_bytes(arch.page_size, arch.bits_per_long)
+        if not 0 <= size <= limit:
+            raise KernelError(
+                errno.EINVAL, f"shmem object of {size:#x} bytes (SHMEM_MAX_BYTES is {limit:#x})"
+            )
+        super().__init__(machine, "/dev/zero (deleted)")
+        self._size = size
         self.nlink = 0
+
+    @property
+    def size(self) -> int:
+        return self._size
 
     def mmap(self, file: OpenFile, vma: VmArea) -> None:
         vma.vm_ops = SHMEM_VM_OPS
+
+    def writeback(self) -> None:
+        """Nothing to do: shmem has no backing file, its cached pages are the data."""
 
     def release(self) -> None:
         self.truncate_page_cache()

@@ -18,8 +18,12 @@ from pfnmap.kernel.constants import (
     MAP_FIXED,
     MAP_PRIVATE,
     MAP_SHARED,
+    MAP_TYPE,
     PROT_EXEC,
+    PROT_GROWSDOWN,
+    PROT_GROWSUP,
     PROT_READ,
+    PROT_SEM,
     PROT_WRITE,
     VM_DONTCOPY,
     VM_EXEC,
@@ -34,30 +38,44 @@ from pfnmap.kernel.constants import (
 from pfnmap.kernel.files import shmem_zero_setup
 from pfnmap.kernel.memory import copy_page_range, tlb_finish_mmu, unmap_vmas
 from pfnmap.kernel.mm import MmStruct, VmArea
-from pfnmap.kernel.pgtable import addr_end, free_pgd_range, free_table, walk_to_table
+from pfnmap.kernel.pgtable import _upper_entry_ok, free_pgd_range, free_table
+from pfnmap.kernel.ulong import page_align as ulong_page_align
+from pfnmap.kernel.ulong import to_ulong, ulong_max
 
 if TYPE_CHECKING:
     from pfnmap.kernel.files import OpenFile
 
 
 def page_align(mm: MmStruct, length: int) -> int:
-    page_size = mm.machine.arch.page_size
-    return (length + page_size - 1) & ~(page_size - 1)
+    """PAGE_ALIGN() in the arch's unsigned long arithmetic (wraps to 0 near ULONG_MAX)."""
+    return ulong_page_align(mm.machine.arch, length)
 
 
-def get_unmapped_area(mm: MmStruct, addr: int, length: int) -> int:
-    """arch_get_unmapped_area(): the hint if that range is free, else the first gap found
-    bottom-up from TASK_UNMAPPED_BASE (PAGE_ALIGN(TASK_SIZE / 3), the legacy layout)."""
+def get_unmapped_area(mm: MmStruct, addr: int, length: int, flags: int = 0) -> int:
+    """get_unmapped_area() with arch_get_unmapped_area() (mm/mmap.c, 2.6.15).
+
+    MAP_FIXED: ``addr > TASK_SIZE - len`` is ENOMEM, an unaligned ``addr`` EINVAL, else the
+    address is taken as it is. Otherwise the hint if that range is free, else the first gap
+    found bottom-up from TASK_UNMAPPED_BASE (PAGE_ALIGN(TASK_SIZE / 3), the legacy layout). A
+    hint the kernel's PAGE_ALIGN would wrap to 0 is searched for instead (pfnmap does not map
+    such a hint at address 0).
+    """
     arch = mm.machine.arch
     task_size = arch.task_size
+    if flags & MAP_FIXED:
+        if addr > task_size - length:
+            raise KernelError(errno.ENOMEM, f"MAP_FIXED range beyond TASK_SIZE at {addr:#x}")
+        if addr & (arch.page_size - 1):
+            raise KernelError(errno.EINVAL, f"MAP_FIXED address {addr:#x} is not page aligned")
+        return addr
     if length > task_size:
         raise KernelError(errno.ENOMEM, "mapping larger than the address space")
     if addr:
-        addr = page_align(mm, addr)
+        addr = (addr + arch.page_size - 1) & arch.page_mask
         vma = mm.find_vma(addr)
         if task_size - length >= addr and (vma is None or addr + length <= vma.vm_start):
             return addr
-    addr = page_align(mm, task_size // 3)
+    addr = (task_size // 3 + arch.page_size - 1) & arch.page_mask
     for vma in mm.mmap:
         if vma.vm_end <= addr:
             continue
@@ -78,29 +96,40 @@ def do_mmap_pgoff(
     flags: int,
     pgoff: int,
 ) -> int:
-    """do_mmap_pgoff(): create the vma and call the file's ->mmap (or shmem_zero_setup).
+    """do_mmap_pgoff() and mmap_region(): create the vma and call the file's ->mmap (or
+    shmem_zero_setup).
 
-    A failing ->mmap unmaps whatever it had mapped and leaves no vma (unmap_and_free_vma).
+    The checks and their order are 2.6.15's, in unsigned long arithmetic
+    (:mod:`pfnmap.kernel.ulong`): a file without ->mmap is ENODEV; a zero length EINVAL; a
+    length whose PAGE_ALIGN wraps to 0 or exceeds TASK_SIZE ENOMEM; ``pgoff + pages`` past
+    ULONG_MAX EOVERFLOW; then get_unmapped_area's checks; then a MAP_TYPE other than
+    MAP_SHARED or MAP_PRIVATE is EINVAL. Unknown prot and flag bits are ignored, as there.
+    A failing ->mmap unmaps whatever it had mapped and leaves no vma (unmap_and_free_vma);
+    as in the kernel, a MAP_FIXED mapping has already unmapped the old range by then.
     """
+    from pfnmap.kernel.files import Inode
+
     arch = mm.machine.arch
-    page_size = arch.page_size
-    if length <= 0:
+    addr = to_ulong(arch, "addr", addr)
+    length = to_ulong(arch, "length", length)
+    prot = to_ulong(arch, "prot", prot)
+    flags = to_ulong(arch, "flags", flags)
+    pgoff = to_ulong(arch, "pgoff", pgoff)
+    if file is not None and type(file.inode).mmap is Inode.mmap:
+        raise KernelError(errno.ENODEV, f"{file.path} has no mmap method")
+    if length == 0:
         raise KernelError(errno.EINVAL, "mmap of zero length")
-    if flags & MAP_FIXED and addr & (page_size - 1):
-        raise KernelError(errno.EINVAL, f"MAP_FIXED address {addr:#x} is not page aligned")
     length = page_align(mm, length)
-    if length > arch.task_size:
+    if length == 0 or length > arch.task_size:
         raise KernelError(errno.ENOMEM, "mapping larger than the address space")
-    if pgoff + (length >> arch.page_shift) > (1 << 64):
-        raise KernelError(errno.EOVERFLOW, "offset + length overflows")
-    kind = flags & (MAP_SHARED | MAP_PRIVATE)
+    if pgoff + (length >> arch.page_shift) > ulong_max(arch):
+        raise KernelError(errno.EOVERFLOW, f"offset {pgoff:#x} pages + length overflows")
+    addr = get_unmapped_area(mm, addr, length, flags)
+    kind = flags & MAP_TYPE
     if kind not in (MAP_SHARED, MAP_PRIVATE):
-        raise KernelError(errno.EINVAL, "exactly one of MAP_SHARED and MAP_PRIVATE is required")
-    if flags & MAP_FIXED:
-        if addr + length > arch.task_size:
-            raise KernelError(errno.ENOMEM, f"MAP_FIXED range beyond TASK_SIZE at {addr:#x}")
-    else:
-        addr = get_unmapped_area(mm, addr, length)
+        raise KernelError(
+            errno.EINVAL, f"flags {flags:#x}: exactly one of MAP_SHARED and MAP_PRIVATE is required"
+        )
     vm_flags = _calc_vm_prot_bits(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
     if file is not None:
         if not file.readable:
@@ -176,8 +205,14 @@ def split_vma(mm: MmStruct, vma: VmArea, addr: int) -> VmArea:
 
 
 def do_munmap(mm: MmStruct, start: int, length: int) -> None:
-    """do_munmap(): split at the edges, detach, unmap_region, release the vmas."""
+    """do_munmap(): split at the edges, detach, unmap_region, release the vmas.
+
+    2.6.15's checks: an unaligned start, ``start > TASK_SIZE`` or ``len > TASK_SIZE - start``
+    is EINVAL, and so is a length whose PAGE_ALIGN is 0.
+    """
     arch = mm.machine.arch
+    start = to_ulong(arch, "addr", start)
+    length = to_ulong(arch, "length", length)
     if start & (arch.page_size - 1) or start > arch.task_size or length > arch.task_size - start:
         raise KernelError(errno.EINVAL, f"munmap({start:#x}, {length:#x}): bad range")
     length = page_align(mm, length)
@@ -214,36 +249,52 @@ def remove_vma(vma: VmArea) -> None:
 
 
 def do_mprotect(mm: MmStruct, start: int, length: int, prot: int) -> None:
-    """sys_mprotect(): new VM_READ/WRITE/EXEC vma by vma over the range.
+    """sys_mprotect() (mm/mprotect.c, 2.6.15): new VM_READ/WRITE/EXEC vma by vma.
 
-    As in 2.6.15 the vmas are changed one after the other: a hole (ENOMEM) or a vma whose
-    VM_MAY* bits refuse the new protection (EACCES) stops the walk there, and the vmas before
-    it keep their new protection.
+    The checks in 2.6.15's order: PROT_GROWSDOWN and PROT_GROWSUP together are EINVAL; an
+    unaligned start is EINVAL; a zero length succeeds at once; a range that wraps (PAGE_ALIGN'd
+    ``end <= start``) is ENOMEM; a prot bit other than PROT_READ, PROT_WRITE, PROT_EXEC and
+    PROT_SEM is EINVAL; no vma at ``start`` is ENOMEM; PROT_GROWSDOWN/UP on a vma that does
+    not grow (no vma here does) is EINVAL. Then the vmas are changed one after the other: a
+    hole (ENOMEM) or a vma whose VM_MAY* bits refuse the new protection (EACCES) stops the
+    walk there, and the vmas before it keep their new protection.
     """
     arch = mm.machine.arch
+    start = to_ulong(arch, "addr", start)
+    length = to_ulong(arch, "length", length)
+    prot = to_ulong(arch, "prot", prot)
+    grows = prot & (PROT_GROWSDOWN | PROT_GROWSUP)
+    prot &= ~grows
+    if grows == PROT_GROWSDOWN | PROT_GROWSUP:
+        raise KernelError(errno.EINVAL, "PROT_GROWSDOWN and PROT_GROWSUP together")
     if start & (arch.page_size - 1):
         raise KernelError(errno.EINVAL, f"mprotect address {start:#x} is not page aligned")
-    end = start + page_align(mm, length)
-    if end < start:
-        raise KernelError(errno.ENOMEM, "range wraps")
-    if end == start:
+    if length == 0:
         return
+    end = start + page_align(mm, length)
+    if end <= start or end > ulong_max(arch):
+        raise KernelError(errno.ENOMEM, f"mprotect({start:#x}, {length:#x}): the range wraps")
+    if prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM):
+        raise KernelError(errno.EINVAL, f"mprotect: unknown prot bits in {prot:#x}")
     wanted = _calc_vm_prot_bits(prot)
     vma = mm.find_vma(start)
     if vma is None or vma.vm_start > start:
         raise KernelError(errno.ENOMEM, f"{start:#x} is not mapped")
+    if grows:
+        raise KernelError(errno.EINVAL, f"{vma!r} does not grow (PROT_GROWSDOWN/UP)")
     nstart = start
     while True:
         newflags = wanted | (vma.vm_flags & ~(VM_READ | VM_WRITE | VM_EXEC))
         # newflags >> 4 puts VM_MAY* where VM_* are: asking for a bit the vma may not have
         if (newflags & ~(newflags >> 4)) & (VM_READ | VM_WRITE | VM_EXEC):
             raise KernelError(errno.EACCES, f"{vma!r} may not get {prot:#x}")
-        if vma.vm_start < nstart:
-            vma = split_vma(mm, vma, nstart)
         tmp = min(vma.vm_end, end)
-        if vma.vm_end > tmp:
-            split_vma(mm, vma, tmp)
-        mprotect_fixup(vma, newflags)
+        if newflags != vma.vm_flags:  # mprotect_fixup leaves an unchanged vma whole
+            if vma.vm_start < nstart:
+                vma = split_vma(mm, vma, nstart)
+            if vma.vm_end > tmp:
+                split_vma(mm, vma, tmp)
+            mprotect_fixup(vma, newflags)
         nstart = tmp
         if nstart >= end:
             return
@@ -281,17 +332,47 @@ def change_protection(vma: VmArea, start: int, end: int, newprot: int) -> None:
 
 
 def pte_tables(mm: MmStruct, start: int, end: int):
-    """(address, table, first index, count) for each existing pte table under [start, end)."""
-    arch = mm.machine.arch
-    span = arch.levels[-2].span
-    last = len(arch.levels) - 1
-    addr = start
-    while addr < end:
-        nxt = addr_end(addr, span, end)
-        table = walk_to_table(mm, addr, alloc=False)
-        if table is not None:
-            yield addr, table, arch.index(last, addr), (nxt - addr) >> arch.page_shift
-        addr = nxt
+    """(address, table, first index, count) for each existing pte table under [start, end).
+
+    The walk descends only through upper entries that exist, as the kernel's
+    pgd/pud/pmd_none_or_clear_bad loops skip whole none entries: its cost is the tables
+    present under the range, not the range's size. A bad upper entry is reported and cleared
+    as there. Each table read counts in ``machine.tables.tables_visited``.
+    """
+    if start < end:
+        yield from _tables_below(mm, 0, mm.pgd, start, end)
+
+
+def _tables_below(mm: MmStruct, level: int, table: int, start: int, end: int):
+    tables = mm.machine.tables
+    arch = tables.arch
+    tables.tables_visited += 1
+    lv = arch.levels[level]
+    if level == tables.last:
+        yield start, table, arch.index(level, start), (end - start) >> arch.page_shift
+        return
+    span = lv.span
+    first = arch.index(level, start)
+    last = arch.index(level, end - 1)
+    view = tables.table_view(level, table)[first : last + 1]
+    used = np.flatnonzero(view)
+    if not used.size:
+        return
+    covered = span * lv.entries  # what the whole table maps
+    base = start & ~(covered - 1)
+    entry_bytes = lv.entry_bytes
+    for k, entry in zip(used.tolist(), view[used].tolist(), strict=True):
+        index = first + k
+        if not _upper_entry_ok(mm, level, table + index * entry_bytes, entry):
+            continue
+        lo = base + index * span
+        yield from _tables_below(
+            mm,
+            level + 1,
+            arch.table_entry_paddr(level, entry),
+            max(start, lo),
+            min(end, lo + span),
+        )
 
 
 def iter_ptes(mm: MmStruct, start: int, end: int):

@@ -47,6 +47,9 @@ class TableAccess:
         self.fast_paths = True
         #: what the bulk forms did and handed back (pfnmap.kernel.fastpath.BulkCounters)
         self.bulk = BulkCounters()
+        #: tables read by the range walks (pfnmap.kernel.mmap.pte_tables): a work counter
+        #: that tests use to show a walk costs what exists, not the span it covers
+        self.tables_visited = 0
         # slot() runs several times per fault: keep its geometry as plain ints
         self._slot_geometry = [(lv.shift, lv.entries - 1, lv.entry_bytes) for lv in arch.levels]
         #: per level, what a walk needs to read the entry for an address: the unpacking

@@ -114,6 +114,11 @@ class IORegion:
             pos += chunk
 
 
+#: the most RAM pages a machine may have: each struct page costs host memory (about 90 bytes
+#: in the parallel lists), so 2**22 pages (16 GiB of 4 KiB pages) take some 360 MiB already
+MAX_RAM_PAGES = 1 << 22
+
+
 class PhysMem:
     """RAM, struct pages, the page allocator, the zero page and the I/O regions of a machine."""
 
@@ -133,6 +138,12 @@ class PhysMem:
         self.nr_pages = ram_bytes >> page_shift
         if reserved_low_pages + 8 > self.nr_pages:
             raise KernelError(22, f"RAM of {ram_bytes} bytes is too small to boot")
+        if self.nr_pages > MAX_RAM_PAGES:
+            raise KernelError(
+                22,
+                f"RAM of {ram_bytes:#x} bytes is {self.nr_pages} pages, more than the "
+                f"{MAX_RAM_PAGES} pfnmap emulates (each struct page costs host memory)",
+            )
         if ram_bytes > (1 << phys_bits):
             raise KernelError(22, f"RAM of {ram_bytes:#x} bytes exceeds {phys_bits}-bit PAs")
         self.ram = mmap.mmap(-1, ram_bytes)
@@ -197,6 +208,19 @@ class PhysMem:
             start = pfn << self.page_shift
             self.ram[start : start + self.page_size] = bytes(self.page_size)
         return pfn
+
+    def alloc_pages(self, n: int, zero: bool = True) -> list[int]:
+        """``n`` pages from :meth:`alloc_page`, all or none: when RAM runs out part way, the
+        pages already taken are freed again before OutOfMemory is raised."""
+        pages: list[int] = []
+        try:
+            for _ in range(n):
+                pages.append(self.alloc_page(zero))
+        except OutOfMemory:
+            for pfn in pages:
+                self.put_page(pfn)
+            raise
+        return pages
 
     def get_page(self, pfn: int) -> None:
         self.count[pfn] += 1

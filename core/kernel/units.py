@@ -12,6 +12,8 @@ def parse_size(size: int | str) -> int:
     """``"64M"`` -> 67108864; ints pass through."""
     if isinstance(size, int):
         return size
+    if not isinstance(size, str):
+        raise TypeError(f"a size is an int or a string like '64M', not {type(size).__name__}")
     text = size.strip().upper().removesuffix("B").removesuffix("I")
     if text and text[-1] in _SIZE_SUFFIX:
         number, mult = text[:-1], _SIZE_SUFFIX[text[-1]]

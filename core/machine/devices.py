@@ -11,7 +11,7 @@ import errno
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pfnmap.errors import KernelError
+from pfnmap.errors import KernelError, OutOfMemory, UnknownRegion
 from pfnmap.kernel.constants import (
     O_SYNC,
     VM_FAULT_MINOR,
@@ -90,7 +90,15 @@ class DevBuffer(Inode):
     def __init__(self, machine: Machine, path: str, npages: int) -> None:
         super().__init__(machine, path)
         phys = machine.phys
-        self.pages = [phys.alloc_page(zero=True) for _ in range(npages)]
+        if isinstance(npages, bool) or not isinstance(npages, int):
+            raise TypeError(f"{path}: npages must be an int, not {type(npages).__name__}")
+        if npages < 0:
+            raise KernelError(errno.EINVAL, f"{path}: a buffer of {npages} pages")
+        # the driver's probe fails cleanly (ENOMEM, nothing kept) when RAM cannot hold it
+        free = phys.free_pages()
+        if npages > free:
+            raise OutOfMemory(f"{path}: {npages} pages asked for, {free} free")
+        self.pages = phys.alloc_pages(npages)
         for i, pfn in enumerate(self.pages):
             phys.flags[pfn] |= PG_reserved
             phys.write(pfn << phys.page_shift, f"{path} page {i}\n".encode())
@@ -125,7 +133,11 @@ class DevIoMem(Inode):
         if isinstance(region, IORegion):
             self.region = region
         else:
-            self.region = next(r for r in machine.phys.io_regions if r.name == region)
+            regions = machine.phys.io_regions
+            found = [r for r in regions if r.name == region]
+            if not found:
+                raise UnknownRegion(region, [r.name for r in regions])
+            self.region = found[0]
 
     def mmap(self, file: OpenFile, vma: VmArea) -> None:
         """The driver's mmap: ``MK_IOSPACE_PFN(space, (bus offset + mmap offset) >> PAGE_SHIFT)``

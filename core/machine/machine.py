@@ -133,26 +133,45 @@ class Machine:
 
     # files and devices ------------------------------------------------------------------------
     def add_inode(self, inode: Inode) -> Inode:
-        if inode.path in self.inodes:
-            raise KernelError(errno.EEXIST, inode.path)
+        """Make ``inode`` reachable by its path (EEXIST if the path is taken)."""
+        self._check_new_path(inode.path)
         self.inodes[inode.path] = inode
         return inode
 
+    def _check_new_path(self, path: str) -> None:
+        if not isinstance(path, str):
+            raise TypeError(f"a path must be a str, not {type(path).__name__}")
+        if path in self.inodes:
+            raise KernelError(errno.EEXIST, path)
+
     def create_file(self, path: str, data: bytes = b"") -> Inode:
-        """Create a regular file whose pages come through the page cache when mapped."""
+        """Create a regular file whose pages come through the page cache when mapped.
+
+        EEXIST if ``path`` exists; TypeError unless ``data`` is bytes-like."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"{path}: data must be bytes, not {type(data).__name__}")
+        self._check_new_path(path)
         return self.add_inode(RegularFile(self, path, data))
 
     def add_device_buffer(self, path: str, npages: int) -> Inode:
-        """A driver with its own RAM pages, mapped through ->nopage (do_no_page's device case)."""
+        """A driver with its own RAM pages, mapped through ->nopage (do_no_page's device case).
+
+        EEXIST if ``path`` exists, EINVAL for a negative ``npages``, OutOfMemory (ENOMEM) when
+        free RAM cannot hold the buffer; a failed call allocates nothing."""
         from pfnmap.machine.devices import DevBuffer
 
+        self._check_new_path(path)
         return self.add_inode(DevBuffer(self, path, npages))
 
     def add_iomem_device(self, path: str, region: str | IORegion = "fb0") -> Inode:
         """A device file whose mmap maps an I/O region (by name, or any IORegion window, even
-        one over RAM) with io_remap_pfn_range."""
+        one over RAM) with io_remap_pfn_range.
+
+        EEXIST if ``path`` exists; :class:`~pfnmap.errors.UnknownRegion` (a KeyError) for a
+        region name the machine does not have."""
         from pfnmap.machine.devices import DevIoMem
 
+        self._check_new_path(path)
         return self.add_inode(DevIoMem(self, path, region))
 
     def add_remap_device(

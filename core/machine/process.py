@@ -9,6 +9,7 @@ SIGSEGV/SIGBUS arrive as exceptions carrying the faulting address.
 from __future__ import annotations
 
 import errno
+import operator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from pfnmap.kernel.constants import (
     VM_READ,
     VM_WRITE,
 )
-from pfnmap.kernel.exec import exec_mmap, exit_mm, mm_alloc
+from pfnmap.kernel.exec import exec_mmap, exit_mm, mm_alloc, mmput
 from pfnmap.kernel.fault import handle_mm_fault
 from pfnmap.kernel.files import OpenFile
 from pfnmap.kernel.madvise import sys_madvise
@@ -39,6 +40,7 @@ from pfnmap.kernel.mremap import do_mremap
 from pfnmap.kernel.normal_page import Verdict, vm_normal_page_verdict
 from pfnmap.kernel.pgtable import WalkStep, lookup, pgd_alloc, pte_offset
 from pfnmap.kernel.uaccess import hw_translate
+from pfnmap.kernel.ulong import to_ulong, ulong_max
 
 if TYPE_CHECKING:
     from pfnmap.machine.machine import Machine
@@ -77,9 +79,12 @@ class Process:
     def __repr__(self) -> str:
         return f"<Process {self.pid} {self.comm}{'' if self.alive else ' (exited)'}>"
 
-    def _enter(self) -> None:
+    def _check_alive(self) -> None:
         if not self.alive:
             raise KernelError(errno.ESRCH, f"process {self.pid} has exited")
+
+    def _enter(self) -> None:
+        self._check_alive()
         self.machine.current = self
 
     # files ----------------------------------------------------------------------------------
@@ -119,35 +124,58 @@ class Process:
         offset: int = 0,
         addr: int | None = None,
     ) -> int:
-        """mmap(2); returns the address. ``offset`` must be page aligned (EINVAL), as in
-        sys_mmap; the length is rounded up to whole pages, as Linux does."""
+        """mmap(2); returns the address. The length is rounded up to whole pages, as Linux
+        does; the errors are sys_mmap's and do_mmap_pgoff's (docs/errors.rst).
+
+        ``offset`` is in bytes and must be page aligned and not negative (EINVAL), as in
+        x86-64's sys_mmap; on a 32-bit arch it may exceed 4 GiB, as mmap2 allows. The other
+        integers are taken as the C ``unsigned long`` the kernel receives
+        (:func:`pfnmap.kernel.ulong.to_ulong`).
+        """
         self._enter()
-        page_size = self.machine.arch.page_size
-        if offset < 0 or offset & (page_size - 1):
+        arch = self.machine.arch
+        flags = to_ulong(arch, "flags", flags)
+        try:
+            offset = operator.index(offset)
+        except TypeError:
+            raise TypeError(f"offset must be an integer, not {type(offset).__name__}") from None
+        if offset < 0 or offset & (arch.page_size - 1):
             raise KernelError(errno.EINVAL, f"offset {offset:#x} is not page aligned")
+        pgoff = offset >> arch.page_shift
+        if pgoff > ulong_max(arch):
+            raise KernelError(errno.EOVERFLOW, f"offset {offset:#x} overflows a page offset")
         file = None if flags & MAP_ANONYMOUS else self._file(fd)
         if file is None and not flags & MAP_ANONYMOUS:
             raise KernelError(errno.EBADF, "a file mapping needs an fd")
-        return do_mmap_pgoff(
-            self.mm, file, addr or 0, length, prot, flags, offset >> self.machine.arch.page_shift
-        )
+        return do_mmap_pgoff(self.mm, file, addr or 0, length, prot, flags, pgoff)
 
     def munmap(self, addr: int, length: int) -> None:
+        """munmap(2): do_munmap's errors (EINVAL for a bad range)."""
         self._enter()
         do_munmap(self.mm, addr, length)
 
     def mprotect(self, addr: int, length: int, prot: int) -> None:
+        """mprotect(2): sys_mprotect's errors (EINVAL, ENOMEM, EACCES)."""
         self._enter()
         do_mprotect(self.mm, addr, length, prot)
 
     def fork(self, comm: str | None = None) -> Process:
-        """fork(): a child with a copy of every vma (copy_page_range per vma) and the fds."""
+        """fork(): a child with a copy of every vma (copy_page_range per vma) and the fds.
+
+        When memory runs out part way (OutOfMemory), the half-built child is torn down as
+        copy_process's failure path does (mmput, so exit_mmap) and nothing of it is left."""
         self._enter()
         machine = self.machine
         child_mm = MmStruct(machine, 0, comm or self.comm)
         child_mm.pgd = pgd_alloc(child_mm)
         child = machine._register(comm or self.comm, child_mm)
-        dup_mmap(child_mm, self.mm)
+        try:
+            dup_mmap(child_mm, self.mm)
+        except BaseException:
+            mmput(child_mm)
+            child.alive = False
+            machine._unregister(child)
+            raise
         child.fds = {fd: f.get() for fd, f in self.fds.items()}
         return child
 
@@ -226,8 +254,15 @@ class Process:
 
     # user memory access ----------------------------------------------------------------------
     def read(self, addr: int, n: int) -> bytes:
-        """Load ``n`` bytes from user memory, faulting pages in as the CPU would."""
+        """Load ``n`` bytes from user memory, faulting pages in as the CPU would.
+
+        SIGSEGV/SIGBUS as the access meets them; a negative ``n`` is EINVAL (the check
+        rw_verify_area makes of a count)."""
         self._enter()
+        addr = to_ulong(self.machine.arch, "addr", addr)
+        n = operator.index(n)
+        if n < 0:
+            raise KernelError(errno.EINVAL, f"read of {n} bytes")
         out = bytearray()
         for vaddr, chunk, paddr in self._chunks(addr, n, write=False):
             try:
@@ -239,6 +274,9 @@ class Process:
     def write(self, addr: int, data: bytes) -> None:
         """Store ``data`` to user memory, faulting (and COW-breaking) as the CPU would."""
         self._enter()
+        addr = to_ulong(self.machine.arch, "addr", addr)
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be bytes, not {type(data).__name__}")
         pos = 0
         for vaddr, chunk, paddr in self._chunks(addr, len(data), write=True):
             try:
@@ -292,9 +330,15 @@ class Process:
         """get_user_pages(): the pfns of ``npages`` pages from ``addr``, each pinned.
 
         Returns fewer pages when a later page fails (as the kernel returns a short count);
-        raises EFAULT when the first page fails. Release them with :meth:`put_pages`.
+        raises EFAULT when the first page fails. Release them with :meth:`put_pages`. A
+        negative ``npages`` is EINVAL (a pfnmap check: 2.6.15's loop on an int ``len`` would
+        pin pages until the first one that fails).
         """
         self._enter()
+        addr = to_ulong(self.machine.arch, "addr", addr)
+        npages = operator.index(npages)
+        if npages < 0:
+            raise KernelError(errno.EINVAL, f"get_user_pages of {npages} pages")
         pages = get_user_pages(self.mm, addr, npages, write)
         for pfn in pages:
             self.machine.pins[pfn] = self.machine.pins.get(pfn, 0) + 1
@@ -322,9 +366,16 @@ class Process:
 
     def lookup(self, addr: int) -> PteInfo:
         """Walk the tables for ``addr``: the entries read, the leaf decoded by construct, and
-        vm_normal_page's verdict with its reason (without print_bad_pte's side effect)."""
+        vm_normal_page's verdict with its reason (without print_bad_pte's side effect).
+
+        ESRCH once the process has exited (its tables are gone); EFAULT for an address
+        outside ``[0, TASK_SIZE)``, which no user page table maps (access_ok's refusal)."""
         machine = self.machine
         arch = machine.arch
+        self._check_alive()
+        addr = to_ulong(arch, "addr", addr)
+        if not arch.va_valid(addr):
+            raise KernelError(errno.EFAULT, f"{addr:#x} is outside the user address space")
         steps = lookup(self.mm, addr)
         last = steps[-1]
         vma = self.mm.find_vma(addr)
@@ -353,5 +404,9 @@ class Process:
         )
 
     def ptes(self, vma: VmArea) -> list[tuple[int, int]]:
-        """(address, raw pte) for every non-none pte of ``vma``."""
+        """(address, raw pte) for every non-none pte of ``vma`` (one of this process's: else
+        EINVAL; ESRCH once the process has exited)."""
+        self._check_alive()
+        if vma not in self.mm.mmap:
+            raise KernelError(errno.EINVAL, f"{vma!r} is not a vma of {self!r}")
         return list(iter_ptes(self.mm, vma.vm_start, vma.vm_end))
