@@ -18,7 +18,7 @@ from pfnmap.errors import KernelBug, OutOfMemory, PfnmapError
 from pfnmap.kernel.constants import MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE
 from pfnmap.kernel.normal_page import Verdict
 from pfnmap.machine.invariants import InvariantError
-from pfnmap.plugins import hookimpl
+from pfnmap.machine.recorder import EventRecorder
 
 if TYPE_CHECKING:
     from pfnmap.kernel.reports import BadPteReport, FaultReport
@@ -170,29 +170,10 @@ class DemoError(PfnmapError):
 
 
 # the story ----------------------------------------------------------------------------------
-class _Recorder:
-    """Observer plugin: the faults and bad-pte reports of one machine."""
-
-    def __init__(self, machine: Machine) -> None:
-        self.machine = machine
-        self.faults: list[FaultReport] = []
-        self.bad: list[BadPteReport] = []
-
-    @hookimpl
-    def pfnmap_fault_handled(self, machine: Machine, report: FaultReport) -> None:
-        if machine is self.machine:
-            self.faults.append(report)
-
-    @hookimpl
-    def pfnmap_bad_pte(self, machine: Machine, report: BadPteReport) -> None:
-        if machine is self.machine:
-            self.bad.append(report)
-
-
 class _Story:
     """The state shared by the steps: the machine, the tasks and the addresses mapped."""
 
-    def __init__(self, machine: Machine, recorder: _Recorder) -> None:
+    def __init__(self, machine: Machine, recorder: EventRecorder) -> None:
         self.m = machine
         # taken before the parent exists: when everybody has exited, all must be free again
         self.free_at_start = machine.phys.free_pages()
@@ -618,7 +599,7 @@ def run_demo(machine: Machine) -> DemoResult:
         io_region=(io.name, io.start, io.size),
         rules=machine.rules.name,
     )
-    recorder = _Recorder(machine)
+    recorder = EventRecorder(machine)
     pm = machine.plugin_manager
     pm.register(recorder)
     try:

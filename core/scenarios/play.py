@@ -21,7 +21,7 @@ from pfnmap.errors import KernelBug, KernelError, KernelLivelock, OutOfMemory, P
 from pfnmap.kernel.constants import MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED
 from pfnmap.kernel.pgtable import pte_offset
 from pfnmap.machine.invariants import InvariantError
-from pfnmap.plugins import hookimpl
+from pfnmap.machine.recorder import EventRecorder
 from pfnmap.scenarios import snapshot
 from pfnmap.scenarios.files import Expect, ScenarioFile, Step, show_value
 
@@ -91,25 +91,6 @@ class Run:
     @property
     def ok(self) -> bool:
         return not self.failed
-
-
-class _Recorder:
-    """Observer plugin: the faults and bad-pte reports of one machine."""
-
-    def __init__(self, machine: Machine) -> None:
-        self.machine = machine
-        self.faults: list[FaultReport] = []
-        self.bad: list[BadPteReport] = []
-
-    @hookimpl
-    def pfnmap_fault_handled(self, machine: Machine, report: FaultReport) -> None:
-        if machine is self.machine:
-            self.faults.append(report)
-
-    @hookimpl
-    def pfnmap_bad_pte(self, machine: Machine, report: BadPteReport) -> None:
-        if machine is self.machine:
-            self.bad.append(report)
 
 
 class _Stop(Exception):
@@ -183,7 +164,7 @@ class _Player:
         self.fds: dict[tuple[str, str], int] = {}
         self.maps: dict[str, int] = {}
         self.regions = {r.name: r.start for r in machine.phys.io_regions} | {"ram": 0}
-        self.rec = _Recorder(machine)
+        self.rec = EventRecorder(machine)
 
     # the steps --------------------------------------------------------------------------
     def va(self, step: StepRun, task: str, expr: Any) -> int:
