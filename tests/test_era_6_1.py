@@ -72,6 +72,7 @@ def test_6_1_profile_is_2626_plus_what_came_since() -> None:
         "bad_pte_report",
         "l1tf_protnone_inversion",
         "vm_flag_names",
+        "mremap_grow_refused_flags",  # vma_to_resize(): VM_DONTEXPAND|VM_PFNMAP may not grow
     }
     assert V6_1.remap_vm_flags == VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP
     assert V6_1.copy_forcing_flags == VM_HUGETLB | VM_PFNMAP | VM_MIXEDMAP
