@@ -69,6 +69,7 @@ import construct as cs
 import numpy as np
 
 from pfnmap.arch import Arch, Level
+from pfnmap.arch.contract import standard_protection_map
 from pfnmap.errors import KernelError
 from pfnmap.plugins import hookimpl
 
@@ -274,28 +275,17 @@ class Arm64Arch(Arch):
         self.PAGE_SHARED_EXEC = user | self.PTE_WRITE
         self.PAGE_READONLY = user | self.PTE_UXN
         self.PAGE_READONLY_EXEC = user
-        # __P000..__P111, __S000..__S111 of pgtable-prot.h (private writable is read-only: COW)
-        private = (
-            self.PAGE_NONE,
-            self.PAGE_READONLY,
-            self.PAGE_READONLY,
-            self.PAGE_READONLY,
-            self.PAGE_READONLY_EXEC,
-            self.PAGE_READONLY_EXEC,
-            self.PAGE_READONLY_EXEC,
-            self.PAGE_READONLY_EXEC,
+        # __P000..__P111, __S000..__S111 of pgtable-prot.h: arm64 has no PAGE_COPY, a private
+        # writable mapping is read-only until COW
+        self.protection_map = standard_protection_map(
+            none=self.PAGE_NONE,
+            readonly=self.PAGE_READONLY,
+            copy=self.PAGE_READONLY,
+            shared=self.PAGE_SHARED,
+            readonly_exec=self.PAGE_READONLY_EXEC,
+            copy_exec=self.PAGE_READONLY_EXEC,
+            shared_exec=self.PAGE_SHARED_EXEC,
         )
-        shared = (
-            self.PAGE_NONE,
-            self.PAGE_READONLY,
-            self.PAGE_SHARED,
-            self.PAGE_SHARED,
-            self.PAGE_READONLY_EXEC,
-            self.PAGE_READONLY_EXEC,
-            self.PAGE_SHARED_EXEC,
-            self.PAGE_SHARED_EXEC,
-        )
-        self.protection_map = private + shared
         #: the bits pte_modify takes from the new protection (6.1's mask)
         self._pte_modify_mask = (
             self.PTE_USER

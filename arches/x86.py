@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import construct as cs
 
 from pfnmap.arch import Arch
+from pfnmap.arch.contract import standard_protection_map
 from pfnmap.errors import KernelError
 
 Bit = cs.Flag
@@ -245,28 +246,16 @@ class X86Arch(Arch):
         self.PAGE_COPY_EXEC = p | u | a
         self.PAGE_READONLY = p | u | a | nx
         self.PAGE_READONLY_EXEC = p | u | a
-        # index: vm_flags & (VM_READ|VM_WRITE|VM_EXEC|VM_SHARED), i.e. __P000..__P111, __S000..
-        private = (
-            self.PAGE_NONE,
-            self.PAGE_READONLY,
-            self.PAGE_COPY,
-            self.PAGE_COPY,
-            self.PAGE_READONLY_EXEC,
-            self.PAGE_READONLY_EXEC,
-            self.PAGE_COPY_EXEC,
-            self.PAGE_COPY_EXEC,
+        # __P000..__P111, __S000..__S111 of pgtable.h
+        self.protection_map = standard_protection_map(
+            none=self.PAGE_NONE,
+            readonly=self.PAGE_READONLY,
+            copy=self.PAGE_COPY,
+            shared=self.PAGE_SHARED,
+            readonly_exec=self.PAGE_READONLY_EXEC,
+            copy_exec=self.PAGE_COPY_EXEC,
+            shared_exec=self.PAGE_SHARED_EXEC,
         )
-        shared = (
-            self.PAGE_NONE,
-            self.PAGE_READONLY,
-            self.PAGE_SHARED,
-            self.PAGE_SHARED,
-            self.PAGE_READONLY_EXEC,
-            self.PAGE_READONLY_EXEC,
-            self.PAGE_SHARED_EXEC,
-            self.PAGE_SHARED_EXEC,
-        )
-        self.protection_map = private + shared
         self._table_pfn_mask = [
             f.mask("table_pfn") if f is not None else 0 for f in self.table_formats
         ]

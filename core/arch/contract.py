@@ -126,6 +126,32 @@ class EntryFormat:
         return {f.name: f.get(value) for f in self.fields.values()}
 
 
+def standard_protection_map(
+    none: int,
+    readonly: int,
+    copy: int,
+    shared: int,
+    readonly_exec: int,
+    copy_exec: int,
+    shared_exec: int,
+) -> tuple[int, ...]:
+    """``protection_map`` from an arch's named protections, in mm/mmap.c's order: index
+    ``vm_flags & (VM_READ|VM_WRITE|VM_EXEC|VM_SHARED)``, __P000..__P111 then __S000..__S111.
+    A private writable mapping gets ``copy`` (read-only until COW), a shared one ``shared``."""
+    private = (none, readonly, copy, copy, readonly_exec, readonly_exec, copy_exec, copy_exec)
+    public = (
+        none,
+        readonly,
+        shared,
+        shared,
+        readonly_exec,
+        readonly_exec,
+        shared_exec,
+        shared_exec,
+    )
+    return private + public
+
+
 @dataclass(frozen=True)
 class Level:
     """One hardware page-table level.
