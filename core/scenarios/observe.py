@@ -154,7 +154,9 @@ class Observations:
         }
 
 
-def _outcome(exc: BaseException) -> str:
+def outcome_name(exc: BaseException) -> str:
+    """How a kernel call ended, as the scenarios record it: OOM, an errno name, a signal,
+    livelock, BUG, or the exception's type."""
     if isinstance(exc, OutOfMemory):
         return "OOM"
     if isinstance(exc, KernelError):
@@ -200,7 +202,7 @@ class Observer:
         try:
             result = fn()
         except (KernelError, Signal, KernelLivelock, KernelBug) as exc:
-            outcome = _outcome(exc)
+            outcome = outcome_name(exc)
             why = str(exc)
             fields_read = self.tracer.take()
             if isinstance(exc, (OutOfMemory, Signal)) and proc is not None and proc.alive:

@@ -24,6 +24,7 @@ from pfnmap.machine.invariants import InvariantError
 from pfnmap.machine.recorder import EventRecorder
 from pfnmap.scenarios import snapshot
 from pfnmap.scenarios.files import Expect, ScenarioFile, Step, show_value
+from pfnmap.scenarios.observe import outcome_name
 
 if TYPE_CHECKING:
     from pfnmap.kernel.reports import BadPteReport, FaultReport
@@ -95,20 +96,6 @@ class Run:
 
 class _Stop(Exception):
     pass
-
-
-def _outcome(exc: BaseException) -> str:
-    if isinstance(exc, OutOfMemory):
-        return "OOM"
-    if isinstance(exc, KernelError):
-        return exc.errname
-    if isinstance(exc, Signal):
-        return exc.signame
-    if isinstance(exc, KernelLivelock):
-        return "livelock"
-    if isinstance(exc, KernelBug):
-        return "BUG"
-    return type(exc).__name__
 
 
 def add_devices(machine: Machine, sc: ScenarioFile) -> None:
@@ -358,13 +345,13 @@ def _play_step(player: _Player, step: Step, run: Run) -> StepRun:
         try:
             player.do(step, record)
         except (KernelError, Signal, KernelLivelock, KernelBug) as exc:
-            record.outcome, record.why = _outcome(exc), str(exc)
+            record.outcome, record.why = outcome_name(exc), str(exc)
             if isinstance(exc, (OutOfMemory, Signal)) and proc is not None and proc.alive:
                 record.why += f"; the kernel kills {proc.comm}"
                 try:
                     proc.exit()
                 except PfnmapError as again:  # exit_mmap itself can BUG
-                    record.outcome, record.why = _outcome(again), str(again)
+                    record.outcome, record.why = outcome_name(again), str(again)
     record.log = m.log[log0:]
     record.bad_ptes = rec.bad[bad0:]
     record.faults = rec.faults[faults0:]
@@ -400,7 +387,7 @@ def _finish(player: _Player, run: Run) -> StepRun:
                 try:
                     proc.exit()
                 except PfnmapError as exc:
-                    end.outcome, end.why = _outcome(exc), f"{proc.comm} exits: {exc}"
+                    end.outcome, end.why = outcome_name(exc), f"{proc.comm} exits: {exc}"
                     break
         if end.outcome != "BUG":
             end.invariants = _invariants(m)
