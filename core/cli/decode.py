@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 
 from pfnmap.arches import DEFAULT_ARCH
-from pfnmap.cli.main import lazy_command, ram_size
+from pfnmap.cli.main import lazy_command, physical_address, ram_size
 from pfnmap.decode.catalog import (
     DUMP_FORMATS,
     IMAGE_FORMATS,
@@ -33,18 +33,6 @@ from pfnmap.render.paths import html_path
 
 #: images from this size up get a progress bar when stderr is a terminal
 PROGRESS_MIN_BYTES = 64 << 20
-
-
-def _address(text: str) -> int:
-    try:
-        value = int(text.replace("_", ""), 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an address (write it as 0x1000 or 4096)"
-        ) from None
-    if value < 0 or value >= 1 << 64:
-        raise argparse.ArgumentTypeError(f"{text} is not a 64-bit physical address")
-    return value
 
 
 def _cpu(text: str) -> int:
@@ -62,10 +50,10 @@ def _root(text: str) -> int | tuple[str, int]:
     register's value, whose other fields the arch strips (Arch.root_from_register)."""
     register, sep, value = text.partition(":")
     if not sep:
-        return _address(text)
+        return physical_address(text)
     if not register.isidentifier():
         raise argparse.ArgumentTypeError(f"{text!r} is not ADDR or REGISTER:VALUE")
-    return register.lower(), _address(value)
+    return register.lower(), physical_address(value)
 
 
 def _positive(text: str) -> int:
@@ -133,7 +121,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="whose registers give the arch and root when the dump has several CPUs (default: 0)",
     )  # fmt: skip
     decode.add_argument(
-        "--base", type=_address, metavar="ADDR",
+        "--base", type=physical_address, metavar="ADDR",
         help="physical address of a raw image's first byte (default 0)",
     )  # fmt: skip
     decode.add_argument(

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 
-from pfnmap.cli.main import lazy_command
+from pfnmap.cli.main import lazy_command, physical_address
 from pfnmap.decode.catalog import IMAGE_FORMATS
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Add the ``info`` subcommand to the ``pfnmap`` parser."""
-    from pfnmap.cli.decode import _address
-
     parser = commands.add_parser(
         "info",
         help="describe a memory image: format, machine, ranges, notes, CPUs, decode command",
@@ -33,7 +31,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help=f"how to read IMAGE: {', '.join(IMAGE_FORMATS)} or a plugin's (default: auto)",
     )  # fmt: skip
     parser.add_argument(
-        "--base", type=_address, metavar="ADDR", help="a raw image's first physical address"
+        "--base", type=physical_address, metavar="ADDR", help="a raw image's first physical address"
     )
     parser.add_argument("--json", action="store_true", help="one JSON object instead of text")
     parser.set_defaults(func=lazy_command("pfnmap.cli.info_run", "cmd_info"))

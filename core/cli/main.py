@@ -131,6 +131,24 @@ def lazy_command(module: str, function: str) -> Callable[[argparse.Namespace, Co
     return run
 
 
+def address(text: str, kind: str = "address") -> int:
+    """argparse type of a 64-bit address: decimal or 0x hex, underscores allowed."""
+    try:
+        value = int(text.replace("_", ""), 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an address (write it as 0x1000 or 4096)"
+        ) from None
+    if value < 0 or value >= 1 << 64:
+        raise argparse.ArgumentTypeError(f"{text} is not a 64-bit {kind}")
+    return value
+
+
+def physical_address(text: str) -> int:
+    """:func:`address` for a physical address (a table root, an image base)."""
+    return address(text, "physical address")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,

@@ -17,22 +17,9 @@ from __future__ import annotations
 import argparse
 
 from pfnmap.arches import DEFAULT_ARCH
-from pfnmap.cli.main import lazy_command
+from pfnmap.cli.main import address, lazy_command
 from pfnmap.decode.catalog import IMAGE_FORMATS
 from pfnmap.kernel.rules import SEED
-
-
-def address(text: str) -> int:
-    """argparse type of a 64-bit address: decimal or 0x hex, underscores allowed."""
-    try:
-        value = int(text.replace("_", ""), 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an address (write it as 0x1000 or 4096)"
-        ) from None
-    if value < 0 or value >= 1 << 64:
-        raise argparse.ArgumentTypeError(f"{text} is not a 64-bit address")
-    return value
 
 
 def _target_options(p: argparse.ArgumentParser) -> None:

@@ -69,7 +69,7 @@ def _target(args: argparse.Namespace, n_addresses: str) -> Iterator[tuple]:
 
 
 def _addresses(texts: list[str], what: str) -> list[int]:
-    from pfnmap.cli.vtop import address
+    from pfnmap.cli.main import address
 
     out = []
     for t in texts:
